@@ -1,0 +1,349 @@
+//! Bearer JWT authentication and branch scope.
+//!
+//! Every RPC except health and reflection passes through [`Authenticator`]
+//! (a tonic interceptor) which verifies the token and puts a [`Principal`] in
+//! the request. Handlers then ask the principal for permission: by role
+//! ([`Principal::require`]) and by branch ([`Principal::ensure_branch`],
+//! [`Principal::branch_filter`]) so every query is restricted to the caller's
+//! branches.
+use crate::error::{AppError, AppResult};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::Request;
+use tonic::service::Interceptor;
+
+/// Secret used when none is configured: only for local development and tests.
+pub const DEV_HS256_SECRET: &str = "branchscore-dev-secret-do-not-use-in-production";
+/// The `branches` claim value that means "every branch".
+pub const ALL_BRANCHES: &str = "*";
+
+/// What a caller is allowed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, network-wide.
+    Admin,
+    /// Head office analysts: read everything, approve bonuses, network-wide.
+    HqAnalyst,
+    /// Runs one or more branches: reads and writes their data.
+    BranchManager,
+    /// Sales staff at one or more branches.
+    BranchStaff,
+    /// An ERP system pushing master data and sales.
+    ErpIntegration,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] =
+        [Role::Admin, Role::HqAnalyst, Role::BranchManager, Role::BranchStaff, Role::ErpIntegration];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::HqAnalyst => "hq_analyst",
+            Role::BranchManager => "branch_manager",
+            Role::BranchStaff => "branch_staff",
+            Role::ErpIntegration => "erp_integration",
+        }
+    }
+
+    /// Head office roles always see the whole network.
+    pub fn is_head_office(self) -> bool {
+        matches!(self, Role::Admin | Role::HqAnalyst)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL.into_iter().find(|role| role.as_str() == s).ok_or_else(|| {
+            format!(
+                "unknown role {s:?}; expected one of admin, hq_analyst, branch_manager, branch_staff, erp_integration"
+            )
+        })
+    }
+}
+
+/// Which branches a principal may read and write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BranchScope {
+    Network,
+    Branches(BTreeSet<String>),
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub subject: String,
+    pub role: Role,
+    pub scope: BranchScope,
+}
+
+impl Principal {
+    /// The principal the interceptor attached to this request.
+    pub fn of<T>(request: &Request<T>) -> AppResult<&Principal> {
+        request.extensions().get::<Principal>().ok_or_else(|| AppError::unauthenticated("no authenticated principal"))
+    }
+
+    /// PERMISSION_DENIED unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> AppResult<()> {
+        if roles.contains(&self.role) {
+            return Ok(());
+        }
+        let allowed = roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
+        Err(AppError::permission_denied(format!("role {} may not do this (allowed: {allowed})", self.role)))
+    }
+
+    pub fn can_access(&self, branch_id: &str) -> bool {
+        match &self.scope {
+            BranchScope::Network => true,
+            BranchScope::Branches(branches) => branches.contains(branch_id),
+        }
+    }
+
+    /// PERMISSION_DENIED when `branch_id` is outside the caller's branches.
+    pub fn ensure_branch(&self, branch_id: &str) -> AppResult<()> {
+        if self.can_access(branch_id) {
+            Ok(())
+        } else {
+            Err(AppError::permission_denied(format!("branch {branch_id} is outside your branches")))
+        }
+    }
+
+    /// The branch ids to restrict a query to, or `None` for the whole network.
+    /// Pass it to SQL as `($1::text[] IS NULL OR branch_id = ANY($1))`.
+    pub fn branch_filter(&self) -> Option<Vec<String>> {
+        match &self.scope {
+            BranchScope::Network => None,
+            BranchScope::Branches(branches) => Some(branches.iter().cloned().collect()),
+        }
+    }
+}
+
+/// The claims of a branchscore token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    /// Branch ids, or `["*"]` for every branch.
+    #[serde(default)]
+    pub branches: Vec<String>,
+    pub iss: String,
+    pub aud: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+impl Claims {
+    fn into_principal(self) -> AppResult<Principal> {
+        let network = self.role.is_head_office() || self.branches.iter().any(|b| b == ALL_BRANCHES);
+        if network && !self.role.is_head_office() && self.role != Role::ErpIntegration {
+            return Err(AppError::unauthenticated(format!("role {} cannot hold every branch", self.role)));
+        }
+        let scope = if network {
+            BranchScope::Network
+        } else if self.branches.is_empty() {
+            return Err(AppError::unauthenticated(format!("a {} token must name its branches", self.role)));
+        } else {
+            BranchScope::Branches(self.branches.into_iter().collect())
+        };
+        Ok(Principal { subject: self.sub, role: self.role, scope })
+    }
+}
+
+/// How tokens are verified.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 shared secret (development). Ignored when an RS256 key is set.
+    pub hs256_secret: String,
+    /// PEM of the RS256 public key (production); tokens are minted elsewhere.
+    pub rs256_public_key_pem: String,
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            hs256_secret: DEV_HS256_SECRET.into(),
+            rs256_public_key_pem: String::new(),
+            issuer: "branchscore".into(),
+            audience: "branchscore".into(),
+        }
+    }
+}
+
+/// Verifies bearer tokens; cheap to clone (one per service server).
+#[derive(Clone)]
+pub struct Authenticator {
+    key: Arc<DecodingKey>,
+    validation: Arc<Validation>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator").field("algorithms", &self.validation.algorithms).finish()
+    }
+}
+
+impl Authenticator {
+    pub fn new(config: &AuthConfig) -> anyhow::Result<Self> {
+        let (key, algorithm) = if !config.rs256_public_key_pem.trim().is_empty() {
+            (DecodingKey::from_rsa_pem(config.rs256_public_key_pem.as_bytes())?, Algorithm::RS256)
+        } else if config.hs256_secret.len() >= 32 {
+            (DecodingKey::from_secret(config.hs256_secret.as_bytes()), Algorithm::HS256)
+        } else {
+            anyhow::bail!("auth.hs256_secret must be at least 32 bytes (or set auth.rs256_public_key_pem)");
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.set_issuer(&[&config.issuer]);
+        validation.set_audience(&[&config.audience]);
+        validation.leeway = 30;
+        Ok(Authenticator { key: Arc::new(key), validation: Arc::new(validation) })
+    }
+
+    /// Verifies a raw token.
+    pub fn verify(&self, token: &str) -> AppResult<Principal> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|err| AppError::unauthenticated(format!("invalid token: {err}")))?;
+        data.claims.into_principal()
+    }
+
+    /// Verifies the `authorization: Bearer ...` metadata of a request.
+    pub fn authenticate<T>(&self, request: &Request<T>) -> AppResult<Principal> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| AppError::unauthenticated("missing authorization metadata (Bearer token)"))?;
+        let value = header.to_str().map_err(|_| AppError::unauthenticated("authorization is not ASCII"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| AppError::unauthenticated("authorization must be `Bearer <token>`"))?;
+        self.verify(token.trim())
+    }
+}
+
+impl Interceptor for Authenticator {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
+        let principal = self.authenticate(&request)?;
+        tracing::Span::current().record("enduser.id", principal.subject.as_str());
+        request.extensions_mut().insert(principal);
+        Ok(request)
+    }
+}
+
+/// Mints HS256 tokens for development, tests and the demo.
+#[derive(Clone)]
+pub struct TokenIssuer {
+    key: Arc<EncodingKey>,
+    issuer: String,
+    audience: String,
+}
+
+impl fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenIssuer").field("issuer", &self.issuer).finish()
+    }
+}
+
+impl TokenIssuer {
+    pub fn new(config: &AuthConfig) -> Self {
+        TokenIssuer {
+            key: Arc::new(EncodingKey::from_secret(config.hs256_secret.as_bytes())),
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+        }
+    }
+
+    pub fn mint(&self, subject: &str, role: Role, branches: &[String], ttl: Duration) -> anyhow::Result<String> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: subject.into(),
+            role,
+            branches: branches.to_vec(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            iat: now,
+            exp: now + ttl.as_secs(),
+        };
+        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (TokenIssuer, Authenticator) {
+        let config = AuthConfig::default();
+        (TokenIssuer::new(&config), Authenticator::new(&config).expect("authenticator"))
+    }
+
+    #[test]
+    fn staff_token_is_scoped_to_its_branches() {
+        let (issuer, auth) = pair();
+        let token = issuer.mint("anna", Role::BranchStaff, &["WAW".into()], Duration::from_secs(60)).expect("mint");
+        let principal = auth.verify(&token).expect("valid");
+        assert_eq!(principal.role, Role::BranchStaff);
+        assert!(principal.can_access("WAW"));
+        assert!(!principal.can_access("KRK"));
+        assert!(principal.ensure_branch("KRK").is_err());
+        assert_eq!(principal.branch_filter(), Some(vec!["WAW".to_string()]));
+    }
+
+    #[test]
+    fn head_office_sees_the_network_and_staff_cannot_claim_it() {
+        let (issuer, auth) = pair();
+        let hq = issuer.mint("hq", Role::HqAnalyst, &[], Duration::from_secs(60)).expect("mint");
+        assert_eq!(auth.verify(&hq).expect("valid").branch_filter(), None);
+        let greedy = issuer.mint("x", Role::BranchStaff, &["*".into()], Duration::from_secs(60)).expect("mint");
+        assert!(auth.verify(&greedy).is_err());
+        let empty = issuer.mint("x", Role::BranchManager, &[], Duration::from_secs(60)).expect("mint");
+        assert!(auth.verify(&empty).is_err());
+    }
+
+    #[test]
+    fn forged_and_expired_tokens_are_refused() {
+        let (_, auth) = pair();
+        let other = TokenIssuer::new(&AuthConfig {
+            hs256_secret: "another-secret-that-is-long-enough-1234".into(),
+            ..AuthConfig::default()
+        });
+        let forged = other.mint("eve", Role::Admin, &[], Duration::from_secs(60)).expect("mint");
+        assert!(auth.verify(&forged).is_err());
+        let (issuer, _) = pair();
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: "old".into(),
+            role: Role::Admin,
+            branches: vec![],
+            iss: "branchscore".into(),
+            aud: "branchscore".into(),
+            iat: now - 7200,
+            exp: now - 3600,
+        };
+        let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &issuer.key).expect("encode");
+        assert!(auth.verify(&expired).is_err());
+    }
+
+    #[test]
+    fn roles_parse_from_their_names() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        assert!("cashier".parse::<Role>().is_err());
+    }
+}

@@ -1,0 +1,272 @@
+//! The hot-score cache: Redis when configured, an in-process map otherwise.
+//!
+//! The cache is never the truth. Every failure (Redis down, slow, evicted)
+//! is a miss: callers fall back to Postgres and a read never fails because
+//! of the cache. Failures are logged and counted, and after one the Redis
+//! connection is retried only after a back-off so a dead Redis costs requests
+//! nothing.
+use crate::config::RedisConfig;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::RwLock;
+
+/// A byte cache keyed by string; cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Cache {
+    Redis(RedisCache),
+    InProcess(InProcessCache),
+}
+
+impl Cache {
+    /// Redis when `config.url` is set, else an in-process cache.
+    pub fn from_config(config: &RedisConfig) -> anyhow::Result<Cache> {
+        if config.url.trim().is_empty() {
+            return Ok(Cache::InProcess(InProcessCache::new(&config.key_prefix)));
+        }
+        Ok(Cache::Redis(RedisCache::new(config)?))
+    }
+
+    /// Values for `keys` in order; `None` for misses and for any failure.
+    pub async fn get_many(&self, keys: &[String]) -> Vec<Option<Vec<u8>>> {
+        let values = match self {
+            Cache::Redis(redis) => redis.get_many(keys).await,
+            Cache::InProcess(local) => local.get_many(keys),
+        };
+        let hits = values.iter().filter(|v| v.is_some()).count() as u64;
+        metrics::counter!("cache_hits_total").increment(hits);
+        metrics::counter!("cache_misses_total").increment(keys.len() as u64 - hits);
+        values
+    }
+
+    /// Stores entries with a time to live; failures are logged, not returned.
+    pub async fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Duration) {
+        match self {
+            Cache::Redis(redis) => redis.set_many(entries, ttl).await,
+            Cache::InProcess(local) => local.set_many(entries, ttl),
+        }
+    }
+
+    /// Removes keys; failures are logged (entries then expire by TTL).
+    pub async fn delete(&self, keys: &[String]) {
+        match self {
+            Cache::Redis(redis) => redis.delete(keys).await,
+            Cache::InProcess(local) => local.delete(keys),
+        }
+    }
+}
+
+/// Redis behind a [`ConnectionManager`] with short timeouts.
+#[derive(Clone)]
+pub struct RedisCache {
+    client: redis::Client,
+    prefix: Arc<str>,
+    command_timeout: Duration,
+    reconnect_backoff: Duration,
+    state: Arc<RwLock<Connection>>,
+}
+
+impl std::fmt::Debug for RedisCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCache").field("prefix", &self.prefix).finish()
+    }
+}
+
+enum Connection {
+    Disconnected { retry_after: Instant },
+    Connected(ConnectionManager),
+}
+
+impl RedisCache {
+    pub fn new(config: &RedisConfig) -> anyhow::Result<Self> {
+        Ok(RedisCache {
+            client: redis::Client::open(config.url.as_str())?,
+            prefix: config.key_prefix.as_str().into(),
+            command_timeout: config.command_timeout_ms,
+            reconnect_backoff: config.reconnect_backoff_ms,
+            state: Arc::new(RwLock::new(Connection::Disconnected { retry_after: Instant::now() })),
+        })
+    }
+
+    async fn connection(&self) -> Option<ConnectionManager> {
+        if let Connection::Connected(manager) = &*self.state.read().await {
+            return Some(manager.clone());
+        }
+        let mut state = self.state.write().await;
+        match &*state {
+            Connection::Connected(manager) => Some(manager.clone()),
+            Connection::Disconnected { retry_after } if Instant::now() < *retry_after => None,
+            Connection::Disconnected { .. } => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.command_timeout.max(Duration::from_millis(200))))
+                    .set_response_timeout(Some(self.command_timeout))
+                    .set_number_of_retries(1);
+                match tokio::time::timeout(
+                    self.command_timeout.max(Duration::from_millis(500)),
+                    ConnectionManager::new_with_config(self.client.clone(), config),
+                )
+                .await
+                {
+                    Ok(Ok(manager)) => {
+                        *state = Connection::Connected(manager.clone());
+                        Some(manager)
+                    }
+                    outcome => {
+                        let reason = match outcome {
+                            Ok(Err(err)) => err.to_string(),
+                            _ => "connect timed out".to_owned(),
+                        };
+                        tracing::warn!(%reason, "redis unavailable; serving from Postgres");
+                        *state = Connection::Disconnected { retry_after: Instant::now() + self.reconnect_backoff };
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, command: &str, pipeline: redis::Pipeline) -> Option<T> {
+        let mut connection = self.connection().await?;
+        match tokio::time::timeout(self.command_timeout, pipeline.query_async::<T>(&mut connection)).await {
+            Ok(Ok(value)) => Some(value),
+            outcome => {
+                let (reason, broken) = match outcome {
+                    Ok(Err(err)) => (
+                        err.to_string(),
+                        err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal(),
+                    ),
+                    _ => ("timed out".to_owned(), false),
+                };
+                metrics::counter!("cache_errors_total", "command" => command.to_owned()).increment(1);
+                tracing::warn!(command, %reason, "redis command failed; treated as a miss");
+                if broken {
+                    *self.state.write().await =
+                        Connection::Disconnected { retry_after: Instant::now() + self.reconnect_backoff };
+                }
+                None
+            }
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Vec<Option<Vec<u8>>> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let mut pipeline = redis::pipe();
+        let command = pipeline.cmd("MGET");
+        for key in keys {
+            command.arg(self.key(key));
+        }
+        self.run::<(Vec<Option<Vec<u8>>>,)>("MGET", pipeline)
+            .await
+            .map(|(values,)| values)
+            .filter(|values| values.len() == keys.len())
+            .unwrap_or_else(|| vec![None; keys.len()])
+    }
+
+    async fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Duration) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut pipeline = redis::pipe();
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        for (key, value) in entries {
+            pipeline.cmd("SET").arg(self.key(key)).arg(value.as_slice()).arg("PX").arg(millis).ignore();
+        }
+        self.run::<()>("SET", pipeline).await;
+    }
+
+    async fn delete(&self, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut pipeline = redis::pipe();
+        let command = pipeline.cmd("DEL");
+        for key in keys {
+            command.arg(self.key(key));
+        }
+        command.ignore();
+        self.run::<()>("DEL", pipeline).await;
+    }
+}
+
+/// A process-local cache for development and single-node use.
+#[derive(Clone, Debug)]
+pub struct InProcessCache {
+    prefix: Arc<str>,
+    entries: Arc<Mutex<HashMap<String, (Vec<u8>, Instant)>>>,
+}
+
+impl InProcessCache {
+    pub fn new(prefix: &str) -> Self {
+        InProcessCache { prefix: prefix.into(), entries: Arc::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Vec<u8>, Instant)>> {
+        // A poisoned map only means a panic elsewhere mid-insert; the data is still a cache.
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get_many(&self, keys: &[String]) -> Vec<Option<Vec<u8>>> {
+        let now = Instant::now();
+        let entries = self.lock();
+        keys.iter()
+            .map(|key| {
+                entries
+                    .get(&format!("{}{key}", self.prefix))
+                    .filter(|(_, expires)| *expires > now)
+                    .map(|(value, _)| value.clone())
+            })
+            .collect()
+    }
+
+    fn set_many(&self, new_entries: &[(String, Vec<u8>)], ttl: Duration) {
+        let expires = Instant::now() + ttl;
+        let mut entries = self.lock();
+        let now = Instant::now();
+        entries.retain(|_, (_, at)| *at > now);
+        for (key, value) in new_entries {
+            entries.insert(format!("{}{key}", self.prefix), (value.clone(), expires));
+        }
+    }
+
+    fn delete(&self, keys: &[String]) {
+        let mut entries = self.lock();
+        for key in keys {
+            entries.remove(&format!("{}{key}", self.prefix));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn in_process_cache_expires_and_deletes() {
+        let cache = Cache::InProcess(InProcessCache::new("t:"));
+        cache.set_many(&[("a".into(), b"1".to_vec())], Duration::from_secs(60)).await;
+        cache.set_many(&[("b".into(), b"2".to_vec())], Duration::ZERO).await;
+        let values = cache.get_many(&["a".into(), "b".into(), "c".into()]).await;
+        assert_eq!(values, vec![Some(b"1".to_vec()), None, None]);
+        cache.delete(&["a".into()]).await;
+        assert_eq!(cache.get_many(&["a".into()]).await, vec![None]);
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_is_a_miss_not_an_error() {
+        let config = RedisConfig {
+            url: "redis://127.0.0.1:1".into(),
+            command_timeout_ms: Duration::from_millis(50),
+            ..RedisConfig::default()
+        };
+        let cache = Cache::from_config(&config).expect("valid url");
+        cache.set_many(&[("k".into(), b"v".to_vec())], Duration::from_secs(1)).await;
+        assert_eq!(cache.get_many(&["k".into()]).await, vec![None]);
+    }
+}

@@ -1,0 +1,18 @@
+//! What every branchscore service shares, so that no service copies it:
+//! configuration, telemetry and metrics, the gRPC server and client setup,
+//! authentication and branch scope, errors, Postgres and the score cache.
+
+pub mod auth;
+pub mod cache;
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod validate;
+
+pub use auth::{Principal, Role};
+pub use error::{AppError, AppResult};

@@ -1,0 +1,161 @@
+//! The one way every service serves gRPC: health (NOT_SERVING until ready and
+//! from the first moment of shutdown), reflection v1 and v1alpha, per-RPC
+//! metrics and spans, request timeout, a global concurrency limit with load
+//! shedding, connection ageing and graceful drain. Message size limits are
+//! set per generated service from [`ServerConfig::max_message_bytes`].
+use crate::config::ServerConfig;
+use crate::metrics::RpcObservabilityLayer;
+use crate::shutdown::CancellationToken;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+
+/// Health of the services one server hosts.
+#[derive(Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+    services: Vec<String>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health").field("services", &self.services).finish()
+    }
+}
+
+impl Health {
+    /// Marks the overall server and every hosted service.
+    pub async fn set(&self, status: ServingStatus) {
+        self.reporter.set_service_status("", status).await;
+        for service in &self.services {
+            self.reporter.set_service_status(service, status).await;
+        }
+    }
+}
+
+/// A bound gRPC server that reports NOT_SERVING until [`ReadyServer::serve`] is told it is ready.
+pub struct ServerBuilder {
+    config: ServerConfig,
+    routes: tonic::service::RoutesBuilder,
+    service_names: Vec<String>,
+    descriptor_sets: Vec<&'static [u8]>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder").field("services", &self.service_names).finish()
+    }
+}
+
+impl ServerBuilder {
+    pub fn new(config: ServerConfig) -> Self {
+        ServerBuilder {
+            config,
+            routes: tonic::service::RoutesBuilder::default(),
+            service_names: Vec::new(),
+            descriptor_sets: vec![branchscore_proto::FILE_DESCRIPTOR_SET],
+        }
+    }
+
+    /// Adds a service; its name is reported by health.
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: tower::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
+            + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.service_names.push(S::NAME.to_owned());
+        self.routes.add_service(service);
+        self
+    }
+
+    /// Binds the listener (so the caller learns the port) with health NOT_SERVING.
+    pub async fn bind(self) -> anyhow::Result<BoundServer> {
+        let listener = TcpListener::bind(self.config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let health = Health { reporter, services: self.service_names };
+        health.set(ServingStatus::NotServing).await;
+        let reflection = || {
+            self.descriptor_sets.iter().fold(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                |builder, set| builder.register_encoded_file_descriptor_set(set),
+            )
+        };
+        let mut routes = self.routes;
+        routes
+            .add_service(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?);
+        Ok(BoundServer { config: self.config, listener, local_addr, health, routes: routes.routes() })
+    }
+}
+
+/// A server whose port is bound; it answers health (NOT_SERVING) at once.
+pub struct BoundServer {
+    config: ServerConfig,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    health: Health,
+    routes: Routes,
+}
+
+impl std::fmt::Debug for BoundServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundServer").field("local_addr", &self.local_addr).finish()
+    }
+}
+
+impl BoundServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then reports NOT_SERVING, waits
+    /// the drain delay, stops accepting and drains in-flight calls.
+    /// Call [`Health::set`] with SERVING once the service is ready.
+    pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let config = self.config;
+        let health = self.health.clone();
+        let routes = self.routes;
+        let layers = ServiceBuilder::new()
+            .layer(RpcObservabilityLayer)
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::new(config.concurrency_limit))
+            .into_inner();
+        let signal = async move {
+            shutdown.cancelled().await;
+            health.set(ServingStatus::NotServing).await;
+            if !config.shutdown_drain_delay_ms.is_zero() {
+                tokio::time::sleep(config.shutdown_drain_delay_ms).await;
+            }
+            tracing::info!("listener closed; draining in-flight calls");
+        };
+        Server::builder()
+            .timeout(config.request_timeout_ms)
+            .max_connection_age(config.max_connection_age_ms)
+            .max_connection_age_grace(config.max_connection_age_grace_ms)
+            .layer(layers)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,19 @@
+//! Generated code for every branchscore gRPC API, plus small conversions
+//! between the wire types and the Rust types the services use.
+
+pub mod common {
+    pub mod v1 {
+        tonic::include_proto!("branchscore.common.v1");
+    }
+}
+
+pub mod clients {
+    pub mod v1 {
+        tonic::include_proto!("branchscore.clients.v1");
+    }
+}
+
+mod convert;
+
+/// Descriptor set of every branchscore package, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("branchscore_descriptor");

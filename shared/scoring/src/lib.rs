@@ -1,0 +1,36 @@
+//! Pure domain rules of branchscore (no IO).
+//!
+//! Each module holds one rule of `/work/shared/domain.md` section 1 ("Clients
+//! and segmentation"). Batch functions take slices of plain input structs and
+//! return results aligned by index, so callers keep their own ids; results do
+//! not depend on input order (except k-means labels, which depend on the seed)
+//! and the batch paths are O(n log n), because the service runs them for about
+//! a million clients at once.
+//!
+//! Money is [`Money`] (i64 minor units, net of returns); dates are
+//! [`chrono::NaiveDate`] business dates in the company's time zone.
+
+pub mod abc;
+pub mod basket;
+pub mod clustering;
+pub mod lifecycle;
+pub mod maturity;
+pub mod rfm;
+pub mod score;
+pub mod settings;
+pub mod window;
+pub mod xyz;
+
+pub use settings::{FieldViolation, InvalidSettings, ScoringSettings};
+
+/// An amount of money in minor units (e.g. kopecks, grosze), net of returns.
+pub type Money = i64;
+
+/// A share in basis points: 1 bp = 0.01 %, 10 000 bp = 100 %.
+///
+/// Thresholds are integers so that a value exactly on a threshold is classed
+/// exactly as the business rule says (no floating-point rounding).
+pub type BasisPoints = u32;
+
+/// 100 % in basis points.
+pub const FULL_SHARE_BP: BasisPoints = 10_000;
