@@ -1,1 +1,61 @@
-//! placeholder
+//! The clients service: master data, ERP transaction ingestion and the
+//! client score read path (`branchscore.clients.v1`).
+
+pub mod api;
+pub mod ingest;
+pub mod store;
+
+use branchscore_platform::config::{DatabaseConfig, ServerConfig};
+use branchscore_platform::server::ServerBuilder;
+use branchscore_platform::service::{self, PlatformConfig, RunningService, ServiceSpec};
+use branchscore_platform::shutdown::CancellationToken;
+use branchscore_proto::clients::v1::clients_service_server::ClientsServiceServer;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The service's schema migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// The `[clients]` section of the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    /// How long a score stays in the cache; the recompute overwrites it anyway.
+    #[serde(with = "branchscore_platform::config::millis")]
+    pub score_cache_ttl_ms: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig { listen: ([127, 0, 0, 1], 50051).into(), ..ServerConfig::default() },
+            database: DatabaseConfig::local("branchscore_clients"),
+            score_cache_ttl_ms: Duration::from_secs(36 * 3600),
+        }
+    }
+}
+
+/// Starts the clients service in the background.
+pub async fn run(
+    config: &Config,
+    platform: &PlatformConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningService> {
+    let spec = ServiceSpec { name: "clients", server: &config.server, database: &config.database, migrator: &MIGRATOR };
+    let ttl = config.score_cache_ttl_ms;
+    service::launch(
+        spec,
+        platform,
+        |context| {
+            let max = context.server.max_message_bytes;
+            let api = api::ClientsApi::new(context.pool, context.cache, context.company, ttl);
+            let server = ClientsServiceServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max);
+            ServerBuilder::new(context.server)
+                .add_service(tonic::service::interceptor::InterceptedService::new(server, context.authenticator))
+        },
+        shutdown,
+    )
+    .await
+}

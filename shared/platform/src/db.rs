@@ -46,3 +46,14 @@ pub async fn migrate(pool: &PgPool, migrator: &Migrator) -> anyhow::Result<()> {
     migrator.run(pool).await?;
     Ok(())
 }
+
+/// Whether every migration the binary knows has been applied.
+pub async fn is_migrated(pool: &PgPool, migrator: &Migrator) -> anyhow::Result<bool> {
+    let table_exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
+    if !table_exists {
+        return Ok(false);
+    }
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool).await?;
+    Ok(migrator.iter().filter(|m| m.migration_type.is_up_migration()).all(|m| applied.contains(&m.version)))
+}

@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod server;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod validate;

@@ -41,10 +41,7 @@ pub struct AbcThresholds {
 
 impl Default for AbcThresholds {
     fn default() -> Self {
-        Self {
-            a_prior_share_below_bp: 5_000,
-            b_prior_share_below_bp: 8_000,
-        }
+        Self { a_prior_share_below_bp: 5_000, b_prior_share_below_bp: 8_000 }
     }
 }
 
@@ -140,11 +137,7 @@ impl AbcDistribution {
             running += group;
         }
         above.push(running);
-        Ok(Self {
-            thresholds: *thresholds,
-            levels,
-            above,
-        })
+        Ok(Self { thresholds: *thresholds, levels, above })
     }
 
     /// Total revenue of the classed clients.
@@ -159,10 +152,7 @@ impl AbcDistribution {
 
     /// Revenue of all classed clients with revenue strictly greater than `revenue`.
     pub fn revenue_above(&self, revenue: Money) -> i128 {
-        self.above
-            .get(self.level_index(revenue))
-            .copied()
-            .unwrap_or(0)
+        self.above.get(self.level_index(revenue)).copied().unwrap_or(0)
     }
 
     /// Prior share of a client of this distribution with `revenue`, as a
@@ -175,15 +165,12 @@ impl AbcDistribution {
     }
 
     /// Class of a client of this distribution with `revenue`; `None` if
-    /// revenue <= 0 (not classed).
+    /// revenue <= 0 (not classed) or the distribution is empty.
     pub fn class_of(&self, revenue: Money) -> Option<AbcClass> {
-        if revenue <= 0 {
+        if revenue <= 0 || self.total() <= 0 {
             return None;
         }
-        Some(
-            self.thresholds
-                .class_for(self.revenue_above(revenue), self.total()),
-        )
+        Some(self.thresholds.class_for(self.revenue_above(revenue), self.total()))
     }
 
     /// Classes for a batch of revenues, aligned by index.
@@ -230,11 +217,7 @@ impl AbcDistribution {
         }
         let j_star = lo.checked_sub(1)?;
         // Inside [lower, levels[j*]) the others above are levels 0..=j*.
-        let lower = if j_star + 1 < higher {
-            i128::from(self.levels[j_star + 1])
-        } else {
-            i128::from(revenue) + 1
-        };
+        let lower = if j_star + 1 < higher { i128::from(self.levels[j_star + 1]) } else { i128::from(revenue) + 1 };
         let s = self.above[j_star + 1];
         // s * full < t * (others_total + R')  <=>  R' > (s*full - t*others_total) / t
         let min_r = (s * full - t * others_total).div_euclid(t) + 1;
@@ -253,10 +236,7 @@ impl AbcDistribution {
 }
 
 /// ABC class of every client, aligned with `revenues` (O(n log n)).
-pub fn classify(
-    revenues: &[Money],
-    thresholds: &AbcThresholds,
-) -> Result<Vec<Option<AbcClass>>, InvalidSettings> {
+pub fn classify(revenues: &[Money], thresholds: &AbcThresholds) -> Result<Vec<Option<AbcClass>>, InvalidSettings> {
     Ok(AbcDistribution::new(revenues, thresholds)?.classify(revenues))
 }
 
@@ -291,7 +271,7 @@ mod tests {
         assert_eq!(classes(&[]), []);
         let dist = AbcDistribution::new(&[], &AbcThresholds::default()).unwrap();
         assert_eq!(dist.total(), 0);
-        assert_eq!(dist.class_of(10), Some(A)); // prior 0 of an empty market
+        assert_eq!(dist.class_of(10), None); // not a client of this distribution
         assert_eq!(dist.next_class(10), None);
     }
 
@@ -305,39 +285,24 @@ mod tests {
     fn ties_share_class_and_can_sit_exactly_on_a_threshold() {
         // total 100. 40: prior 0 -> A; both 20s: prior 40 % -> A;
         // both 10s: prior 80 % -> C (B needs < 80 %).
-        assert_eq!(
-            classes(&[10, 20, 40, 20, 10]),
-            [Some(C), Some(A), Some(A), Some(A), Some(C)]
-        );
+        assert_eq!(classes(&[10, 20, 40, 20, 10]), [Some(C), Some(A), Some(A), Some(A), Some(C)]);
     }
 
     #[test]
     fn configurable_80_95() {
-        let t = AbcThresholds {
-            a_prior_share_below_bp: 8_000,
-            b_prior_share_below_bp: 9_500,
-        };
+        let t = AbcThresholds { a_prior_share_below_bp: 8_000, b_prior_share_below_bp: 9_500 };
         // total 100: 60 prior 0 A; 25 prior 60 % A; 10 prior 85 % B;
         // 5 prior 95 % -> C.
-        assert_eq!(
-            classify(&[60, 25, 10, 5], &t).unwrap(),
-            [Some(A), Some(A), Some(B), Some(C)]
-        );
+        assert_eq!(classify(&[60, 25, 10, 5], &t).unwrap(), [Some(A), Some(A), Some(B), Some(C)]);
     }
 
     #[test]
     fn invalid_thresholds_rejected() {
-        let bad = AbcThresholds {
-            a_prior_share_below_bp: 0,
-            b_prior_share_below_bp: 10_001,
-        };
+        let bad = AbcThresholds { a_prior_share_below_bp: 0, b_prior_share_below_bp: 10_001 };
         let err = classify(&[1], &bad).unwrap_err();
         let fields: Vec<_> = err.0.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["a_prior_share_below_bp", "b_prior_share_below_bp"]);
-        let equal = AbcThresholds {
-            a_prior_share_below_bp: 5_000,
-            b_prior_share_below_bp: 5_000,
-        };
+        let equal = AbcThresholds { a_prior_share_below_bp: 5_000, b_prior_share_below_bp: 5_000 };
         assert!(equal.validate().is_err());
     }
 
@@ -354,14 +319,7 @@ mod tests {
         // A needs 50 * 10000 < 5000 * (70 + R')  <=>  R' > 30  -> 31.
         // Check: [50, 31, 20], total 101, prior 50/101 = 49.5 % -> A.
         let dist = AbcDistribution::new(&[50, 30, 20], &AbcThresholds::default()).unwrap();
-        assert_eq!(
-            dist.next_class(30),
-            Some(NextAbcClass {
-                class: A,
-                revenue: 31,
-                gap: 1
-            })
-        );
+        assert_eq!(dist.next_class(30), Some(NextAbcClass { class: A, revenue: 31, gap: 1 }));
         assert_eq!(dist.next_class(50), None); // already A
         assert_eq!(dist.next_class(0), None); // not classed
     }
@@ -372,26 +330,12 @@ mod tests {
         // B needs 80 * 10000 < 8000 * (80 + R')  <=>  R' > 20  -> 21.
         // Check: [50, 30, 21], total 101, prior 80/101 = 79.2 % -> B.
         let dist = AbcDistribution::new(&[50, 30, 20], &AbcThresholds::default()).unwrap();
-        assert_eq!(
-            dist.next_class(20),
-            Some(NextAbcClass {
-                class: B,
-                revenue: 21,
-                gap: 1
-            })
-        );
+        assert_eq!(dist.next_class(20), Some(NextAbcClass { class: B, revenue: 21, gap: 1 }));
         // [1000, 10, 1] total 1011: 10 has prior 1000/1011 = 98.9 % -> C.
         // B needs 1000 * 10000 < 8000 * (1001 + R')  <=>  R' > 249 -> 250.
         // Check: 1000 / 1251 = 79.94 % -> B; at 249: 1000/1250 = 80 % -> C.
         let dist = AbcDistribution::new(&[1000, 10, 1], &AbcThresholds::default()).unwrap();
-        assert_eq!(
-            dist.next_class(10),
-            Some(NextAbcClass {
-                class: B,
-                revenue: 250,
-                gap: 240
-            })
-        );
+        assert_eq!(dist.next_class(10), Some(NextAbcClass { class: B, revenue: 250, gap: 240 }));
     }
 
     #[test]
@@ -403,14 +347,7 @@ mod tests {
         revenues.push(1);
         let dist = AbcDistribution::new(&revenues, &AbcThresholds::default()).unwrap();
         assert_eq!(dist.class_of(1), Some(C));
-        assert_eq!(
-            dist.next_class(1),
-            Some(NextAbcClass {
-                class: A,
-                revenue: 10,
-                gap: 9
-            })
-        );
+        assert_eq!(dist.next_class(1), Some(NextAbcClass { class: A, revenue: 10, gap: 9 }));
     }
 
     fn revenues() -> impl Strategy<Value = Vec<Money>> {

@@ -9,6 +9,25 @@
 //!
 //! Money is [`Money`] (i64 minor units, net of returns); dates are
 //! [`chrono::NaiveDate`] business dates in the company's time zone.
+//!
+//! ```
+//! use branchscore_scoring::abc::{self, AbcClass};
+//! use branchscore_scoring::score::{ScoreInput, Scorer};
+//! use branchscore_scoring::ScoringSettings;
+//!
+//! let settings = ScoringSettings::default();
+//! settings.validate().unwrap();
+//! // Window revenue per client (minor units); ids stay with the caller.
+//! let revenue = [50_00, 30_00, 20_00, 0];
+//! let classes = abc::classify(&revenue, &settings.abc).unwrap();
+//! assert_eq!(classes, [Some(AbcClass::A), Some(AbcClass::B), Some(AbcClass::C), None]);
+//!
+//! let scorer = Scorer::new(&settings.score).unwrap();
+//! let score = scorer.score(&ScoreInput { abc: classes[1], ..ScoreInput::default() });
+//! // Only value (B = 60) and RFM (no purchase data = 0) are present: weights
+//! // 30 and 25 -> (60 x 30 + 0 x 25) / 55 = 32.7 -> band "weak".
+//! assert_eq!(score.band, "weak");
+//! ```
 
 pub mod abc;
 pub mod basket;

@@ -29,10 +29,7 @@ impl FieldViolation {
         } else {
             format!("{prefix}.{field}")
         };
-        Self {
-            field,
-            description: description.into(),
-        }
+        Self { field, description: description.into() }
     }
 }
 
@@ -42,20 +39,12 @@ impl FieldViolation {
 pub struct InvalidSettings(pub Vec<FieldViolation>);
 
 fn summary(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
+    violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect::<Vec<_>>().join("; ")
 }
 
 /// Turns collected violations into a result.
 pub(crate) fn into_result(violations: Vec<FieldViolation>) -> Result<(), InvalidSettings> {
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(InvalidSettings(violations))
-    }
+    if violations.is_empty() { Ok(()) } else { Err(InvalidSettings(violations)) }
 }
 
 /// Longest analysis window / lifecycle period accepted, in months (ten
@@ -97,12 +86,7 @@ impl ScoringSettings {
     pub fn validate(&self) -> Result<(), InvalidSettings> {
         let mut out = Vec::new();
         validate_months("", "window_months", self.window_months, &mut out);
-        validate_months(
-            "",
-            "lifecycle_period_months",
-            self.lifecycle_period_months,
-            &mut out,
-        );
+        validate_months("", "lifecycle_period_months", self.lifecycle_period_months, &mut out);
         self.abc.collect_violations("abc", &mut out);
         self.xyz.collect_violations("xyz", &mut out);
         self.score.collect_violations("score", &mut out);
@@ -139,11 +123,7 @@ mod tests {
 
     #[test]
     fn all_violations_reported_with_field_paths() {
-        let mut s = ScoringSettings {
-            window_months: 0,
-            lifecycle_period_months: 500,
-            ..ScoringSettings::default()
-        };
+        let mut s = ScoringSettings { window_months: 0, lifecycle_period_months: 500, ..ScoringSettings::default() };
         s.abc.a_prior_share_below_bp = 9_000; // above b (8 000)
         s.xyz.y_max_cv_bp = 500; // below x (1 000)
         s.score.weights.rfm = -1.0;
@@ -172,8 +152,7 @@ mod tests {
         assert_eq!(back, s);
         // A partial config keeps the defaults for everything else.
         let partial: ScoringSettings =
-            serde_json::from_str(r#"{"window_months": 6, "abc": {"b_prior_share_below_bp": 9500}}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"window_months": 6, "abc": {"b_prior_share_below_bp": 9500}}"#).unwrap();
         assert_eq!(partial.window_months, 6);
         assert_eq!(partial.abc.a_prior_share_below_bp, 5_000);
         assert_eq!(partial.abc.b_prior_share_below_bp, 9_500);

@@ -39,10 +39,7 @@ pub struct YearMonth {
 impl YearMonth {
     /// The month a date falls in.
     pub fn of(date: NaiveDate) -> Self {
-        Self {
-            year: date.year(),
-            month: date.month(),
-        }
+        Self { year: date.year(), month: date.month() }
     }
 
     /// Months since year 0 (a linear index to subtract months cheaply).
@@ -85,20 +82,11 @@ impl AnalysisWindow {
             return Err(WindowError::InvalidLength(months));
         }
         let as_of_month = YearMonth::of(as_of);
-        let first_month = YearMonth::from_ordinal(as_of_month.ordinal() - i64::from(months))
-            .ok_or(WindowError::OutOfRange)?;
+        let first_month =
+            YearMonth::from_ordinal(as_of_month.ordinal() - i64::from(months)).ok_or(WindowError::OutOfRange)?;
         let start = first_month.first_day().ok_or(WindowError::OutOfRange)?;
-        let end = as_of_month
-            .first_day()
-            .and_then(|d| d.pred_opt())
-            .ok_or(WindowError::OutOfRange)?;
-        Ok(Self {
-            as_of,
-            first_month,
-            months,
-            start,
-            end,
-        })
+        let end = as_of_month.first_day().and_then(|d| d.pred_opt()).ok_or(WindowError::OutOfRange)?;
+        Ok(Self { as_of, first_month, months, start, end })
     }
 
     /// The as-of date D.
@@ -131,20 +119,13 @@ impl AnalysisWindow {
     /// used to bucket transactions into monthly revenue in O(1).
     pub fn month_index(&self, date: NaiveDate) -> Option<usize> {
         let offset = YearMonth::of(date).ordinal() - self.first_month.ordinal();
-        if (0..i64::from(self.months)).contains(&offset) {
-            usize::try_from(offset).ok()
-        } else {
-            None
-        }
+        if (0..i64::from(self.months)).contains(&offset) { usize::try_from(offset).ok() } else { None }
     }
 
     /// The window's months, oldest first.
-    pub fn months(&self) -> impl ExactSizeIterator<Item = YearMonth> + '_ {
+    pub fn months(&self) -> Vec<YearMonth> {
         let first = self.first_month.ordinal();
-        (0..self.month_count()).filter_map(move |i| {
-            let i = i64::try_from(i).ok()?;
-            YearMonth::from_ordinal(first + i)
-        })
+        (0..i64::from(self.months)).filter_map(|i| YearMonth::from_ordinal(first + i)).collect()
     }
 }
 
@@ -162,17 +143,9 @@ impl LifecyclePeriods {
         if period_months == 0 || period_months > MAX_MONTHS {
             return Err(WindowError::InvalidLength(period_months));
         }
-        let current_after = as_of
-            .checked_sub_months(Months::new(period_months))
-            .ok_or(WindowError::OutOfRange)?;
-        let previous_after = as_of
-            .checked_sub_months(Months::new(period_months * 2))
-            .ok_or(WindowError::OutOfRange)?;
-        Ok(Self {
-            as_of,
-            current_after,
-            previous_after,
-        })
+        let current_after = as_of.checked_sub_months(Months::new(period_months)).ok_or(WindowError::OutOfRange)?;
+        let previous_after = as_of.checked_sub_months(Months::new(period_months * 2)).ok_or(WindowError::OutOfRange)?;
+        Ok(Self { as_of, current_after, previous_after })
     }
 
     /// D, the inclusive end of C.
@@ -222,7 +195,7 @@ mod tests {
         assert_eq!(w.start(), d(2025, 11, 1));
         assert_eq!(w.end(), d(2026, 10, 31));
         assert_eq!(w.month_count(), 12);
-        let months: Vec<String> = w.months().map(|m| m.to_string()).collect();
+        let months: Vec<String> = w.months().iter().map(|m| m.to_string()).collect();
         assert_eq!(months.first().map(String::as_str), Some("2025-11"));
         assert_eq!(months.last().map(String::as_str), Some("2026-10"));
         assert_eq!(months.len(), 12);
@@ -252,14 +225,8 @@ mod tests {
 
     #[test]
     fn invalid_length() {
-        assert_eq!(
-            AnalysisWindow::as_of(d(2026, 1, 1), 0),
-            Err(WindowError::InvalidLength(0))
-        );
-        assert_eq!(
-            LifecyclePeriods::as_of(d(2026, 1, 1), 0),
-            Err(WindowError::InvalidLength(0))
-        );
+        assert_eq!(AnalysisWindow::as_of(d(2026, 1, 1), 0), Err(WindowError::InvalidLength(0)));
+        assert_eq!(LifecyclePeriods::as_of(d(2026, 1, 1), 0), Err(WindowError::InvalidLength(0)));
     }
 
     #[test]

@@ -1,0 +1,465 @@
+//! Postgres access for the clients service. Every read takes the caller's
+//! branch filter (`None` = whole network) so scope is enforced in SQL.
+use branchscore_proto::clients::v1::{Branch, Client, ClientScore, Employee, Product, ProductLine, ScoreComponent};
+use branchscore_proto::common::v1::{Date, Money};
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use std::collections::{HashMap, HashSet};
+
+/// Tables whose ids requests refer to.
+#[derive(Debug, Clone, Copy)]
+pub enum Catalogue {
+    Branches,
+    Employees,
+    ProductLines,
+    Products,
+}
+
+impl Catalogue {
+    fn existing_sql(self) -> &'static str {
+        match self {
+            Catalogue::Branches => "SELECT id FROM branches WHERE id = ANY($1)",
+            Catalogue::Employees => "SELECT id FROM employees WHERE id = ANY($1)",
+            Catalogue::ProductLines => "SELECT id FROM product_lines WHERE id = ANY($1)",
+            Catalogue::Products => "SELECT id FROM products WHERE id = ANY($1)",
+        }
+    }
+}
+
+/// Which of `ids` exist in `catalogue`.
+pub async fn existing(pool: &PgPool, catalogue: Catalogue, ids: &[String]) -> sqlx::Result<HashSet<String>> {
+    let found: Vec<String> = sqlx::query_scalar(catalogue.existing_sql()).bind(ids).fetch_all(pool).await?;
+    Ok(found.into_iter().collect())
+}
+
+/// Employee id -> branch id, for the given ids.
+pub async fn employee_branches(pool: &PgPool, ids: &[String]) -> sqlx::Result<HashMap<String, String>> {
+    let rows = sqlx::query("SELECT id, branch_id FROM employees WHERE id = ANY($1)").bind(ids).fetch_all(pool).await?;
+    rows.into_iter().map(|row| Ok((row.try_get("id")?, row.try_get("branch_id")?))).collect()
+}
+
+/// Client id -> branch id, for the given ids.
+pub async fn client_branches(pool: &PgPool, ids: &[String]) -> sqlx::Result<HashMap<String, String>> {
+    let rows = sqlx::query("SELECT id, branch_id FROM clients WHERE id = ANY($1)").bind(ids).fetch_all(pool).await?;
+    rows.into_iter().map(|row| Ok((row.try_get("id")?, row.try_get("branch_id")?))).collect()
+}
+
+pub async fn upsert_branches(pool: &PgPool, branches: &[Branch]) -> sqlx::Result<()> {
+    let column = |f: fn(&Branch) -> &String| branches.iter().map(f).cloned().collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO branches (id, name, region, currency)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, region = EXCLUDED.region,
+             currency = EXCLUDED.currency, updated_at = now()",
+    )
+    .bind(column(|b| &b.id))
+    .bind(column(|b| &b.name))
+    .bind(column(|b| &b.region))
+    .bind(column(|b| &b.currency))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn list_branches(pool: &PgPool, scope: Option<&[String]>) -> sqlx::Result<Vec<Branch>> {
+    let rows = sqlx::query(
+        "SELECT id, name, region, currency FROM branches
+         WHERE ($1::text[] IS NULL OR id = ANY($1)) ORDER BY id",
+    )
+    .bind(scope)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Branch {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                region: row.try_get("region")?,
+                currency: row.try_get("currency")?,
+            })
+        })
+        .collect()
+}
+
+/// Upserts employees; an existing employee outside `scope` is left untouched
+/// and its id returned so the caller can refuse the whole batch.
+pub async fn upsert_employees(
+    tx: &mut Transaction<'_, Postgres>,
+    employees: &[Employee],
+    scope: Option<&[String]>,
+) -> sqlx::Result<Vec<String>> {
+    let text = |f: fn(&Employee) -> &String| employees.iter().map(f).cloned().collect::<Vec<_>>();
+    let team_leads: Vec<Option<String>> =
+        employees.iter().map(|e| Some(e.team_lead_id.clone()).filter(|id| !id.is_empty())).collect();
+    let written: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO employees (id, branch_id, full_name, role, team_lead_id, active)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::smallint[], $5::text[], $6::bool[])
+         ON CONFLICT (id) DO UPDATE SET branch_id = EXCLUDED.branch_id, full_name = EXCLUDED.full_name,
+             role = EXCLUDED.role, team_lead_id = EXCLUDED.team_lead_id, active = EXCLUDED.active, updated_at = now()
+         WHERE $7::text[] IS NULL OR employees.branch_id = ANY($7)
+         RETURNING id",
+    )
+    .bind(text(|e| &e.id))
+    .bind(text(|e| &e.branch_id))
+    .bind(text(|e| &e.full_name))
+    .bind(employees.iter().map(|e| e.role as i16).collect::<Vec<_>>())
+    .bind(team_leads)
+    .bind(employees.iter().map(|e| e.active).collect::<Vec<_>>())
+    .bind(scope)
+    .fetch_all(&mut **tx)
+    .await?;
+    let written: HashSet<String> = written.into_iter().collect();
+    Ok(employees.iter().filter(|e| !written.contains(&e.id)).map(|e| e.id.clone()).collect())
+}
+
+pub async fn list_employees(pool: &PgPool, scope: Option<&[String]>, branch_id: &str) -> sqlx::Result<Vec<Employee>> {
+    let rows = sqlx::query(
+        "SELECT id, branch_id, full_name, role, COALESCE(team_lead_id, '') AS team_lead_id, active FROM employees
+         WHERE ($1::text[] IS NULL OR branch_id = ANY($1)) AND ($2 = '' OR branch_id = $2) ORDER BY id",
+    )
+    .bind(scope)
+    .bind(branch_id)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Employee {
+                id: row.try_get("id")?,
+                branch_id: row.try_get("branch_id")?,
+                full_name: row.try_get("full_name")?,
+                role: i32::from(row.try_get::<i16, _>("role")?),
+                team_lead_id: row.try_get("team_lead_id")?,
+                active: row.try_get("active")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn upsert_products(
+    tx: &mut Transaction<'_, Postgres>,
+    lines: &[ProductLine],
+    products: &[Product],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO product_lines (id, name) SELECT * FROM UNNEST($1::text[], $2::text[])
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, updated_at = now()",
+    )
+    .bind(lines.iter().map(|l| l.id.clone()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO products (id, product_line_id, name) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])
+         ON CONFLICT (id) DO UPDATE SET product_line_id = EXCLUDED.product_line_id, name = EXCLUDED.name,
+             updated_at = now()",
+    )
+    .bind(products.iter().map(|p| p.id.clone()).collect::<Vec<_>>())
+    .bind(products.iter().map(|p| p.product_line_id.clone()).collect::<Vec<_>>())
+    .bind(products.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn list_products(pool: &PgPool) -> sqlx::Result<(Vec<ProductLine>, Vec<Product>)> {
+    let lines = sqlx::query("SELECT id, name FROM product_lines ORDER BY id")
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|row| Ok(ProductLine { id: row.try_get("id")?, name: row.try_get("name")? }))
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    let products = sqlx::query("SELECT id, product_line_id, name FROM products ORDER BY id")
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(Product {
+                id: row.try_get("id")?,
+                product_line_id: row.try_get("product_line_id")?,
+                name: row.try_get("name")?,
+            })
+        })
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    Ok((lines, products))
+}
+
+/// Result of a client upsert.
+#[derive(Debug, Default)]
+pub struct ClientUpsert {
+    pub created: usize,
+    /// Existing clients of branches outside the caller's scope (not written).
+    pub out_of_scope: Vec<String>,
+}
+
+pub async fn upsert_clients(
+    tx: &mut Transaction<'_, Postgres>,
+    clients: &[Client],
+    scope: Option<&[String]>,
+) -> sqlx::Result<ClientUpsert> {
+    let text = |f: fn(&Client) -> &String| clients.iter().map(f).cloned().collect::<Vec<_>>();
+    let owners: Vec<Option<String>> =
+        clients.iter().map(|c| Some(c.owner_employee_id.clone()).filter(|id| !id.is_empty())).collect();
+    let known_since: Vec<NaiveDate> =
+        clients.iter().map(|c| c.known_since.and_then(|d| d.to_naive()).unwrap_or_default()).collect();
+    let rows = sqlx::query(
+        "INSERT INTO clients (id, name, kind, industry, size_band, region, founding_year, branch_id,
+                              owner_employee_id, known_since)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::smallint[], $4::text[], $5::smallint[], $6::text[],
+                              $7::int[], $8::text[], $9::text[], $10::date[])
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, industry = EXCLUDED.industry,
+             size_band = EXCLUDED.size_band, region = EXCLUDED.region, founding_year = EXCLUDED.founding_year,
+             branch_id = EXCLUDED.branch_id, owner_employee_id = EXCLUDED.owner_employee_id,
+             known_since = EXCLUDED.known_since, updated_at = now()
+         WHERE $11::text[] IS NULL OR clients.branch_id = ANY($11)
+         RETURNING id, (xmax = 0) AS created",
+    )
+    .bind(text(|c| &c.id))
+    .bind(text(|c| &c.name))
+    .bind(clients.iter().map(|c| c.kind as i16).collect::<Vec<_>>())
+    .bind(text(|c| &c.industry))
+    .bind(clients.iter().map(|c| c.size_band as i16).collect::<Vec<_>>())
+    .bind(text(|c| &c.region))
+    .bind(clients.iter().map(|c| c.founding_year).collect::<Vec<_>>())
+    .bind(text(|c| &c.branch_id))
+    .bind(owners)
+    .bind(known_since)
+    .bind(scope)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut outcome = ClientUpsert::default();
+    let mut written = HashSet::with_capacity(rows.len());
+    for row in rows {
+        if row.try_get::<bool, _>("created")? {
+            outcome.created += 1;
+        }
+        written.insert(row.try_get::<String, _>("id")?);
+    }
+    outcome.out_of_scope = clients.iter().filter(|c| !written.contains(&c.id)).map(|c| c.id.clone()).collect();
+    Ok(outcome)
+}
+
+const CLIENT_COLUMNS: &str = "c.id, c.name, c.kind, c.industry, c.size_band, c.region, c.founding_year, c.branch_id,
+    COALESCE(c.owner_employee_id, '') AS owner_employee_id, c.known_since, c.updated_at,
+    COALESCE(s.lifecycle_status, 0::smallint) AS lifecycle_status, COALESCE(s.abc_class, 0::smallint) AS abc_class";
+
+fn client_from_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<Client> {
+    Ok(Client {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        kind: i32::from(row.try_get::<i16, _>("kind")?),
+        industry: row.try_get("industry")?,
+        size_band: i32::from(row.try_get::<i16, _>("size_band")?),
+        region: row.try_get("region")?,
+        founding_year: row.try_get("founding_year")?,
+        branch_id: row.try_get("branch_id")?,
+        owner_employee_id: row.try_get("owner_employee_id")?,
+        known_since: Some(Date::from(row.try_get::<NaiveDate, _>("known_since")?)),
+        lifecycle_status: i32::from(row.try_get::<i16, _>("lifecycle_status")?),
+        abc_class: i32::from(row.try_get::<i16, _>("abc_class")?),
+        update_time: Some(timestamp(row.try_get("updated_at")?)),
+    })
+}
+
+pub async fn clients_by_ids(pool: &PgPool, ids: &[String], scope: Option<&[String]>) -> sqlx::Result<Vec<Client>> {
+    let sql = format!(
+        "SELECT {CLIENT_COLUMNS} FROM clients c LEFT JOIN client_scores s ON s.client_id = c.id
+         WHERE c.id = ANY($1) AND ($2::text[] IS NULL OR c.branch_id = ANY($2)) ORDER BY c.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ids).bind(scope).fetch_all(pool).await?;
+    rows.iter().map(client_from_row).collect()
+}
+
+/// Filters of `ListClients`; empty strings and 0 mean "any".
+#[derive(Debug, Default)]
+pub struct ClientFilter {
+    pub branch_id: String,
+    pub owner_employee_id: String,
+    pub lifecycle_status: i32,
+    pub abc_class: i32,
+}
+
+/// One page of clients ordered by id, starting after `after`.
+pub async fn list_clients(
+    pool: &PgPool,
+    filter: &ClientFilter,
+    scope: Option<&[String]>,
+    after: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<Client>> {
+    let sql = format!(
+        "SELECT {CLIENT_COLUMNS} FROM clients c LEFT JOIN client_scores s ON s.client_id = c.id
+         WHERE ($1::text[] IS NULL OR c.branch_id = ANY($1)) AND ($2 = '' OR c.branch_id = $2)
+           AND ($3 = '' OR c.owner_employee_id = $3)
+           AND ($4 = 0 OR COALESCE(s.lifecycle_status, 0) = $4) AND ($5 = 0 OR COALESCE(s.abc_class, 0) = $5)
+           AND c.id > $6
+         ORDER BY c.id LIMIT $7"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(scope)
+        .bind(&filter.branch_id)
+        .bind(&filter.owner_employee_id)
+        .bind(filter.lifecycle_status as i16)
+        .bind(filter.abc_class as i16)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(client_from_row).collect()
+}
+
+/// A validated transaction line ready for the bulk insert.
+#[derive(Debug, Clone)]
+pub struct NewTransactionLine {
+    pub id: String,
+    pub document_id: String,
+    pub client_id: String,
+    pub product_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub business_date: NaiveDate,
+    pub branch_id: String,
+    pub employee_id: String,
+}
+
+/// Inserts lines in one statement; returns how many were new (the rest were
+/// already stored: a re-sent batch).
+pub async fn insert_transaction_lines(
+    tx: &mut Transaction<'_, Postgres>,
+    lines: &[NewTransactionLine],
+) -> sqlx::Result<u64> {
+    if lines.is_empty() {
+        return Ok(0);
+    }
+    let text = |f: fn(&NewTransactionLine) -> &String| lines.iter().map(f).cloned().collect::<Vec<_>>();
+    let result = sqlx::query(
+        "INSERT INTO transaction_lines (id, document_id, client_id, product_id, amount_minor, currency,
+                                        business_date, branch_id, employee_id)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                              $7::date[], $8::text[], $9::text[])
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(text(|l| &l.id))
+    .bind(text(|l| &l.document_id))
+    .bind(text(|l| &l.client_id))
+    .bind(text(|l| &l.product_id))
+    .bind(lines.iter().map(|l| l.amount_minor).collect::<Vec<_>>())
+    .bind(text(|l| &l.currency))
+    .bind(lines.iter().map(|l| l.business_date).collect::<Vec<_>>())
+    .bind(text(|l| &l.branch_id))
+    .bind(text(|l| &l.employee_id))
+    .execute(&mut **tx)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Stored scores of `ids` within `scope`.
+pub async fn scores_by_ids(pool: &PgPool, ids: &[String], scope: Option<&[String]>) -> sqlx::Result<Vec<ClientScore>> {
+    let rows = sqlx::query(
+        "SELECT s.*, c.branch_id FROM client_scores s JOIN clients c ON c.id = s.client_id
+         WHERE s.client_id = ANY($1) AND ($2::text[] IS NULL OR c.branch_id = ANY($2))",
+    )
+    .bind(ids)
+    .bind(scope)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let components: sqlx::types::Json<Vec<StoredComponent>> = row.try_get("components")?;
+            Ok(ClientScore {
+                client_id: row.try_get("client_id")?,
+                branch_id: row.try_get("branch_id")?,
+                as_of: Some(Date::from(row.try_get::<NaiveDate, _>("as_of")?)),
+                score: row.try_get("score")?,
+                score_class: row.try_get("score_class")?,
+                abc_class: i32::from(row.try_get::<i16, _>("abc_class")?),
+                xyz_class: i32::from(row.try_get::<i16, _>("xyz_class")?),
+                rfm_code: row.try_get("rfm_code")?,
+                rfm_segment: row.try_get("rfm_segment")?,
+                lifecycle_status: i32::from(row.try_get::<i16, _>("lifecycle_status")?),
+                components: components.0.into_iter().map(ScoreComponent::from).collect(),
+                window_revenue: Some(Money {
+                    minor_units: row.try_get("window_revenue_minor")?,
+                    currency: row.try_get("currency")?,
+                }),
+                settings_version: row.try_get("settings_version")?,
+                compute_time: Some(timestamp(row.try_get("computed_at")?)),
+            })
+        })
+        .collect()
+}
+
+/// How score components are kept in the `components` jsonb column.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredComponent {
+    component: String,
+    weight: f64,
+    effective_weight: f64,
+    component_score: f64,
+    contribution: f64,
+    present: bool,
+}
+
+impl From<StoredComponent> for ScoreComponent {
+    fn from(c: StoredComponent) -> Self {
+        ScoreComponent {
+            component: c.component,
+            weight: c.weight,
+            effective_weight: c.effective_weight,
+            component_score: c.component_score,
+            contribution: c.contribution,
+            present: c.present,
+        }
+    }
+}
+
+impl From<&ScoreComponent> for StoredComponent {
+    fn from(c: &ScoreComponent) -> Self {
+        StoredComponent {
+            component: c.component.clone(),
+            weight: c.weight,
+            effective_weight: c.effective_weight,
+            component_score: c.component_score,
+            contribution: c.contribution,
+            present: c.present,
+        }
+    }
+}
+
+/// Writes the latest score of each client in bulk (one statement).
+pub async fn save_scores(pool: &PgPool, scores: &[ClientScore]) -> sqlx::Result<()> {
+    let components: Vec<sqlx::types::Json<Vec<StoredComponent>>> =
+        scores.iter().map(|s| sqlx::types::Json(s.components.iter().map(StoredComponent::from).collect())).collect();
+    let money = |s: &ClientScore| s.window_revenue.clone().unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO client_scores (client_id, as_of, score, score_class, abc_class, xyz_class, rfm_code,
+             rfm_segment, lifecycle_status, components, window_revenue_minor, currency, settings_version)
+         SELECT * FROM UNNEST($1::text[], $2::date[], $3::float8[], $4::text[], $5::smallint[], $6::smallint[],
+             $7::text[], $8::text[], $9::smallint[], $10::jsonb[], $11::bigint[], $12::text[], $13::bigint[])
+         ON CONFLICT (client_id) DO UPDATE SET as_of = EXCLUDED.as_of, score = EXCLUDED.score,
+             score_class = EXCLUDED.score_class, abc_class = EXCLUDED.abc_class, xyz_class = EXCLUDED.xyz_class,
+             rfm_code = EXCLUDED.rfm_code, rfm_segment = EXCLUDED.rfm_segment,
+             lifecycle_status = EXCLUDED.lifecycle_status, components = EXCLUDED.components,
+             window_revenue_minor = EXCLUDED.window_revenue_minor, currency = EXCLUDED.currency,
+             settings_version = EXCLUDED.settings_version, computed_at = now()",
+    )
+    .bind(scores.iter().map(|s| s.client_id.clone()).collect::<Vec<_>>())
+    .bind(scores.iter().map(|s| s.as_of.and_then(|d| d.to_naive()).unwrap_or_default()).collect::<Vec<_>>())
+    .bind(scores.iter().map(|s| s.score).collect::<Vec<_>>())
+    .bind(scores.iter().map(|s| s.score_class.clone()).collect::<Vec<_>>())
+    .bind(scores.iter().map(|s| s.abc_class as i16).collect::<Vec<_>>())
+    .bind(scores.iter().map(|s| s.xyz_class as i16).collect::<Vec<_>>())
+    .bind(scores.iter().map(|s| s.rfm_code.clone()).collect::<Vec<_>>())
+    .bind(scores.iter().map(|s| s.rfm_segment.clone()).collect::<Vec<_>>())
+    .bind(scores.iter().map(|s| s.lifecycle_status as i16).collect::<Vec<_>>())
+    .bind(components)
+    .bind(scores.iter().map(|s| money(s).minor_units).collect::<Vec<_>>())
+    .bind(scores.iter().map(|s| money(s).currency).collect::<Vec<_>>())
+    .bind(scores.iter().map(|s| s.settings_version).collect::<Vec<_>>())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
+}

@@ -1,0 +1,528 @@
+//! The clients service over real gRPC on 127.0.0.1 against real Postgres and Redis.
+use branchscore_platform::Role;
+use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
+use branchscore_proto::clients::v1::*;
+use branchscore_proto::common::v1::{
+    AbcClass, ClientKind, Date, EmployeeRole, LifecycleStatus, Money, SizeBand, XyzClass,
+};
+use branchscore_testkit::{TestEnv, authorized};
+use std::net::SocketAddr;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+struct Harness {
+    env: TestEnv,
+    addr: SocketAddr,
+    client: ClientsServiceClient<Channel>,
+    admin: String,
+}
+
+async fn start_with(env: TestEnv, config: branchscore_clients::Config) -> Harness {
+    let running = branchscore_clients::run(&config, &env.platform, env.shutdown.clone()).await.expect("service starts");
+    branchscore_testkit::wait_serving(running.addr).await;
+    let client = ClientsServiceClient::new(branchscore_testkit::channel(running.addr).await);
+    let admin = env.token(Role::Admin, &[]);
+    Harness { addr: running.addr, client, admin, env }
+}
+
+async fn start() -> Harness {
+    let env = TestEnv::new();
+    let config =
+        branchscore_clients::Config { server: env.server(), database: env.database.clone(), ..Default::default() };
+    start_with(env, config).await
+}
+
+fn date(year: i32, month: i32, day: i32) -> Option<Date> {
+    Some(Date { year, month, day })
+}
+
+fn client(id: &str, branch: &str, owner: &str) -> Client {
+    Client {
+        id: id.into(),
+        name: format!("Client {id}"),
+        kind: ClientKind::B2b as i32,
+        industry: "retail".into(),
+        size_band: SizeBand::Small as i32,
+        region: "mazowieckie".into(),
+        founding_year: 2004,
+        branch_id: branch.into(),
+        owner_employee_id: owner.into(),
+        known_since: date(2024, 1, 15),
+        ..Default::default()
+    }
+}
+
+fn line(id: &str, client: &str, branch: &str, employee: &str, amount: i64) -> TransactionLine {
+    TransactionLine {
+        id: id.into(),
+        document_id: format!("DOC-{id}"),
+        client_id: client.into(),
+        product_id: "P-LOAN".into(),
+        amount: Some(Money { minor_units: amount, currency: "PLN".into() }),
+        business_date: date(2025, 6, 1),
+        branch_id: branch.into(),
+        employee_id: employee.into(),
+        kind: LineKind::Sale as i32,
+    }
+}
+
+/// Two branches, an employee each, a catalogue and a client each.
+async fn seed(h: &mut Harness) {
+    let admin = h.admin.clone();
+    let branches = vec![
+        Branch { id: "WAW".into(), name: "Warszawa".into(), region: "mazowieckie".into(), currency: "PLN".into() },
+        Branch { id: "KRK".into(), name: "Kraków".into(), region: "małopolskie".into(), currency: "PLN".into() },
+    ];
+    h.client
+        .batch_upsert_branches(authorized(&admin, BatchUpsertBranchesRequest { branches }))
+        .await
+        .expect("branches");
+    let employees = vec![
+        Employee {
+            id: "E-WAW".into(),
+            branch_id: "WAW".into(),
+            full_name: "Anna Nowak".into(),
+            role: EmployeeRole::Sales as i32,
+            team_lead_id: String::new(),
+            active: true,
+        },
+        Employee {
+            id: "E-KRK".into(),
+            branch_id: "KRK".into(),
+            full_name: "Jan Kowalski".into(),
+            role: EmployeeRole::Sales as i32,
+            team_lead_id: String::new(),
+            active: true,
+        },
+    ];
+    h.client
+        .batch_upsert_employees(authorized(&admin, BatchUpsertEmployeesRequest { employees }))
+        .await
+        .expect("employees");
+    let products = BatchUpsertProductsRequest {
+        product_lines: vec![ProductLine { id: "PL-CREDIT".into(), name: "Credit".into() }],
+        products: vec![Product {
+            id: "P-LOAN".into(),
+            product_line_id: "PL-CREDIT".into(),
+            name: "Business loan".into(),
+        }],
+    };
+    h.client.batch_upsert_products(authorized(&admin, products)).await.expect("products");
+    let clients = vec![client("C-WAW-1", "WAW", "E-WAW"), client("C-KRK-1", "KRK", "E-KRK")];
+    let reply = h
+        .client
+        .batch_upsert_clients(authorized(&admin, BatchUpsertClientsRequest { clients }))
+        .await
+        .expect("clients");
+    assert_eq!(reply.get_ref().created_count, 2);
+}
+
+async fn count(h: &Harness, table: &str) -> i64 {
+    let pool = sqlx::PgPool::connect(&h.env.database.url).await.expect("pool");
+    let n = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    pool.close().await;
+    n
+}
+
+fn sample_score(client_id: &str, branch: &str) -> ClientScore {
+    ClientScore {
+        client_id: client_id.into(),
+        branch_id: branch.into(),
+        as_of: date(2026, 11, 1),
+        score: 72.5,
+        score_class: "silver".into(),
+        abc_class: AbcClass::A as i32,
+        xyz_class: XyzClass::Y as i32,
+        rfm_code: "545".into(),
+        rfm_segment: "champions".into(),
+        lifecycle_status: LifecycleStatus::Regular as i32,
+        components: vec![ScoreComponent {
+            component: "value".into(),
+            weight: 0.3,
+            effective_weight: 0.3,
+            component_score: 100.0,
+            contribution: 30.0,
+            present: true,
+        }],
+        window_revenue: Some(Money { minor_units: 1_234_500, currency: "PLN".into() }),
+        settings_version: 1,
+        compute_time: None,
+    }
+}
+
+#[tokio::test]
+async fn master_data_round_trips_and_lists_page_by_page() {
+    let mut h = start().await;
+    seed(&mut h).await;
+    let admin = h.admin.clone();
+    let more: Vec<Client> = (0..5).map(|i| client(&format!("C-WAW-P{i}"), "WAW", "E-WAW")).collect();
+    h.client
+        .batch_upsert_clients(authorized(&admin, BatchUpsertClientsRequest { clients: more }))
+        .await
+        .expect("upsert");
+    let got = h.client.get_client(authorized(&admin, GetClientRequest { id: "C-WAW-1".into() })).await.expect("get");
+    let got = got.into_inner().client.expect("client");
+    assert_eq!(got.name, "Client C-WAW-1");
+    assert_eq!(got.known_since, date(2024, 1, 15));
+    assert_eq!(got.owner_employee_id, "E-WAW");
+
+    let mut ids = Vec::new();
+    let mut token = String::new();
+    loop {
+        let request = ListClientsRequest {
+            page_size: 2,
+            page_token: token.clone(),
+            branch_id: "WAW".into(),
+            ..Default::default()
+        };
+        let page = h.client.list_clients(authorized(&admin, request)).await.expect("list").into_inner();
+        assert!(page.clients.len() <= 2);
+        ids.extend(page.clients.into_iter().map(|c| c.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(ids, ["C-WAW-1", "C-WAW-P0", "C-WAW-P1", "C-WAW-P2", "C-WAW-P3", "C-WAW-P4"]);
+
+    // Upserting again is idempotent: nothing new is created.
+    let again = vec![client("C-WAW-1", "WAW", "E-WAW")];
+    let reply = h
+        .client
+        .batch_upsert_clients(authorized(&admin, BatchUpsertClientsRequest { clients: again }))
+        .await
+        .expect("again");
+    assert_eq!(reply.get_ref().created_count, 0);
+    assert_eq!(count(&h, "clients").await, 7);
+
+    let branches = h.client.list_branches(authorized(&admin, ListBranchesRequest {})).await.expect("branches");
+    assert_eq!(branches.get_ref().branches.len(), 2);
+    let catalogue = h.client.list_products(authorized(&admin, ListProductsRequest {})).await.expect("products");
+    assert_eq!(catalogue.get_ref().products[0].product_line_id, "PL-CREDIT");
+}
+
+#[tokio::test]
+async fn invalid_requests_name_every_bad_field_and_write_nothing() {
+    let mut h = start().await;
+    seed(&mut h).await;
+    let admin = h.admin.clone();
+    let mut bad = client("bad id", "NOWHERE", "E-KRK");
+    bad.kind = 0;
+    bad.known_since = date(2999, 1, 1);
+    let good = client("C-WAW-NEW", "WAW", "E-WAW");
+    let err = h
+        .client
+        .batch_upsert_clients(authorized(&admin, BatchUpsertClientsRequest { clients: vec![good, bad] }))
+        .await
+        .expect_err("invalid");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let details = err.get_error_details();
+    let fields: Vec<String> =
+        details.bad_request().expect("bad request").field_violations.iter().map(|v| v.field.clone()).collect();
+    for expected in [
+        "clients[1].id",
+        "clients[1].kind",
+        "clients[1].branch_id",
+        "clients[1].owner_employee_id",
+        "clients[1].known_since",
+    ] {
+        assert!(fields.contains(&expected.to_string()), "{expected} missing from {fields:?}");
+    }
+    assert_eq!(count(&h, "clients").await, 2, "the good client of a refused batch is not written either");
+
+    let err =
+        h.client.get_client(authorized(&admin, GetClientRequest { id: String::new() })).await.expect_err("empty id");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = h
+        .client
+        .list_clients(authorized(&admin, ListClientsRequest { page_token: "not-a-token".into(), ..Default::default() }))
+        .await
+        .expect_err("bad token");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err =
+        h.client.get_client(authorized(&admin, GetClientRequest { id: "C-NONE".into() })).await.expect_err("absent");
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn import_accepts_good_lines_reports_bad_ones_and_is_idempotent() {
+    let mut h = start().await;
+    seed(&mut h).await;
+    let erp = h.env.token(Role::ErpIntegration, &["*"]);
+    let mut negative = line("L-NEG", "C-WAW-1", "WAW", "E-WAW", -100);
+    negative.kind = LineKind::Sale as i32;
+    let mut future = line("L-FUT", "C-WAW-1", "WAW", "E-WAW", 100);
+    future.business_date = date(2999, 1, 1);
+    let batches = vec![
+        ImportTransactionsRequest {
+            lines: vec![
+                line("L1", "C-WAW-1", "WAW", "E-WAW", 10_000),
+                line("L-UNKNOWN", "C-GHOST", "WAW", "E-WAW", 500),
+            ],
+        },
+        ImportTransactionsRequest {
+            lines: vec![
+                negative,
+                future,
+                line("L2", "C-KRK-1", "KRK", "E-KRK", 25_050),
+                line("L1", "C-WAW-1", "WAW", "E-WAW", 10_000),
+            ],
+        },
+    ];
+    let reply = h
+        .client
+        .import_transactions(authorized(&erp, tokio_stream::iter(batches.clone())))
+        .await
+        .expect("import")
+        .into_inner();
+    assert_eq!((reply.accepted, reply.duplicates, reply.rejected), (2, 1, 3));
+    let reasons: Vec<(i64, &str, &str)> =
+        reply.rejections.iter().map(|r| (r.index, r.id.as_str(), r.field.as_str())).collect();
+    assert_eq!(
+        reasons,
+        [(1, "L-UNKNOWN", "client_id"), (2, "L-NEG", "amount.minor_units"), (3, "L-FUT", "business_date")]
+    );
+    assert_eq!(count(&h, "transaction_lines").await, 2);
+
+    // The ERP re-sends the whole stream: nothing changes.
+    let reply = h
+        .client
+        .import_transactions(authorized(&erp, tokio_stream::iter(batches)))
+        .await
+        .expect("re-import")
+        .into_inner();
+    assert_eq!((reply.accepted, reply.duplicates, reply.rejected), (0, 3, 3));
+    assert_eq!(count(&h, "transaction_lines").await, 2);
+
+    // Staff may not import at all.
+    let staff = h.env.token(Role::BranchStaff, &["WAW"]);
+    let stream =
+        tokio_stream::iter(vec![ImportTransactionsRequest { lines: vec![line("L9", "C-WAW-1", "WAW", "E-WAW", 1)] }]);
+    let err = h.client.import_transactions(authorized(&staff, stream)).await.expect_err("staff");
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn a_branch_never_reads_or_writes_another_branch() {
+    let mut h = start().await;
+    seed(&mut h).await;
+    let staff = h.env.token(Role::BranchStaff, &["WAW"]);
+    let c = &mut h.client;
+
+    let err =
+        c.get_client(authorized(&staff, GetClientRequest { id: "C-KRK-1".into() })).await.expect_err("other branch");
+    assert_eq!(err.code(), Code::NotFound);
+    let listed = c.list_clients(authorized(&staff, ListClientsRequest::default())).await.expect("list").into_inner();
+    assert_eq!(listed.clients.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["C-WAW-1"]);
+    let err = c
+        .list_clients(authorized(&staff, ListClientsRequest { branch_id: "KRK".into(), ..Default::default() }))
+        .await
+        .expect_err("filter on other branch");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let branches = c.list_branches(authorized(&staff, ListBranchesRequest {})).await.expect("branches").into_inner();
+    assert_eq!(branches.branches.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["WAW"]);
+    let employees =
+        c.list_employees(authorized(&staff, ListEmployeesRequest::default())).await.expect("employees").into_inner();
+    assert_eq!(employees.employees.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["E-WAW"]);
+    let err = c
+        .list_employees(authorized(&staff, ListEmployeesRequest { branch_id: "KRK".into() }))
+        .await
+        .expect_err("employees of KRK");
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // Writing into another branch, or taking a client over from it, is refused.
+    let err = c
+        .batch_upsert_clients(authorized(
+            &staff,
+            BatchUpsertClientsRequest { clients: vec![client("C-KRK-2", "KRK", "E-KRK")] },
+        ))
+        .await
+        .expect_err("write KRK");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = c
+        .batch_upsert_clients(authorized(
+            &staff,
+            BatchUpsertClientsRequest { clients: vec![client("C-KRK-1", "WAW", "E-WAW")] },
+        ))
+        .await
+        .expect_err("take over KRK client");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let got = c.get_client(authorized(&h.admin, GetClientRequest { id: "C-KRK-1".into() })).await.expect("still KRK");
+    assert_eq!(got.into_inner().client.expect("client").branch_id, "KRK");
+    let err = c
+        .batch_upsert_branches(authorized(
+            &staff,
+            BatchUpsertBranchesRequest {
+                branches: vec![Branch {
+                    id: "WAW".into(),
+                    name: "x".into(),
+                    region: String::new(),
+                    currency: "PLN".into(),
+                }],
+            },
+        ))
+        .await
+        .expect_err("staff edits branches");
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // An ERP scoped to WAW cannot import KRK sales.
+    let erp_waw = h.env.token(Role::ErpIntegration, &["WAW"]);
+    let stream = tokio_stream::iter(vec![ImportTransactionsRequest {
+        lines: vec![line("L-KRK", "C-KRK-1", "KRK", "E-KRK", 100)],
+    }]);
+    let reply = c.import_transactions(authorized(&erp_waw, stream)).await.expect("import").into_inner();
+    assert_eq!((reply.accepted, reply.rejected), (0, 1));
+    assert_eq!(reply.rejections[0].field, "branch_id");
+
+    // Scores: the KRK score is invisible to WAW staff, through Postgres and through the cache.
+    let pool = sqlx::PgPool::connect(&h.env.database.url).await.expect("pool");
+    branchscore_clients::store::save_scores(&pool, &[sample_score("C-WAW-1", "WAW"), sample_score("C-KRK-1", "KRK")])
+        .await
+        .expect("scores");
+    for _ in 0..2 {
+        let err = c
+            .get_client_score(authorized(&staff, GetClientScoreRequest { client_id: "C-KRK-1".into() }))
+            .await
+            .expect_err("KRK score");
+        assert_eq!(err.code(), Code::NotFound);
+        c.get_client_score(authorized(&h.admin, GetClientScoreRequest { client_id: "C-KRK-1".into() }))
+            .await
+            .expect("admin fills the cache");
+    }
+    let batch = c
+        .batch_get_client_scores(authorized(
+            &staff,
+            BatchGetClientScoresRequest { client_ids: vec!["C-WAW-1".into(), "C-KRK-1".into()] },
+        ))
+        .await
+        .expect("batch")
+        .into_inner();
+    assert_eq!(batch.scores.iter().map(|s| s.client_id.as_str()).collect::<Vec<_>>(), ["C-WAW-1"]);
+    assert_eq!(batch.missing_client_ids, ["C-KRK-1"]);
+}
+
+#[tokio::test]
+async fn missing_or_bad_tokens_are_unauthenticated_but_health_is_open() {
+    let h = start().await;
+    let mut c = h.client.clone();
+    let err = c.list_branches(tonic::Request::new(ListBranchesRequest {})).await.expect_err("no token");
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = c.list_branches(authorized("not.a.jwt", ListBranchesRequest {})).await.expect_err("garbage");
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let other = branchscore_platform::auth::TokenIssuer::new(&branchscore_platform::auth::AuthConfig {
+        hs256_secret: "a-different-secret-of-enough-length-000".into(),
+        ..Default::default()
+    });
+    let forged = other.mint("eve", Role::Admin, &[], std::time::Duration::from_secs(60)).expect("mint");
+    let err = c.list_branches(authorized(&forged, ListBranchesRequest {})).await.expect_err("forged");
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert_eq!(
+        branchscore_testkit::health(h.addr).await,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+}
+
+#[tokio::test]
+async fn scores_are_served_from_redis_and_from_postgres_when_redis_is_down() {
+    // A Redis of this test's own, so stopping it disturbs no other test.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        listener.local_addr().expect("addr").port()
+    };
+    let mut redis = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH");
+    let redis_url = format!("redis://127.0.0.1:{port}");
+    let probe = redis::Client::open(redis_url.as_str()).expect("url");
+    let mut waited = 0;
+    let mut conn = loop {
+        match probe.get_multiplexed_async_connection().await {
+            Ok(conn) => break conn,
+            Err(_) if waited < 100 => {
+                waited += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("private redis did not start: {err}"),
+        }
+    };
+
+    let mut env = TestEnv::new();
+    env.platform.redis.url = redis_url;
+    env.platform.redis.reconnect_backoff_ms = std::time::Duration::from_millis(100);
+    let config =
+        branchscore_clients::Config { server: env.server(), database: env.database.clone(), ..Default::default() };
+    let mut h = start_with(env, config).await;
+    seed(&mut h).await;
+    let pool = sqlx::PgPool::connect(&h.env.database.url).await.expect("pool");
+    branchscore_clients::store::save_scores(&pool, &[sample_score("C-WAW-1", "WAW")]).await.expect("save");
+    let admin = h.admin.clone();
+    let ask = || authorized(&admin, GetClientScoreRequest { client_id: "C-WAW-1".into() });
+
+    // Miss: read from Postgres, then cached.
+    let first = h.client.get_client_score(ask()).await.expect("score").into_inner().score.expect("score");
+    assert_eq!(first.rfm_code, "545");
+    assert_eq!(first.window_revenue.as_ref().map(|m| m.minor_units), Some(1_234_500));
+    let key = format!("{}client_score:C-WAW-1", h.env.platform.redis.key_prefix);
+    let cached: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.expect("GET");
+    assert!(cached.is_some(), "the miss filled the cache");
+
+    // Hit: served from Redis even though Postgres now says otherwise.
+    sqlx::query("UPDATE client_scores SET score = 10, score_class = 'basic'").execute(&pool).await.expect("update");
+    let hit = h.client.get_client_score(ask()).await.expect("hit").into_inner().score.expect("score");
+    assert_eq!(hit.score, 72.5);
+
+    // Redis dies: reads fall back to Postgres and keep working.
+    redis.kill().expect("kill redis");
+    redis.wait().expect("redis exited");
+    for _ in 0..3 {
+        let fallback =
+            h.client.get_client_score(ask()).await.expect("served from Postgres").into_inner().score.expect("score");
+        assert_eq!(fallback.score, 10.0);
+    }
+    let batch = h
+        .client
+        .batch_get_client_scores(authorized(
+            &admin,
+            BatchGetClientScoresRequest { client_ids: vec!["C-WAW-1".into(), "C-KRK-1".into()] },
+        ))
+        .await
+        .expect("batch without redis")
+        .into_inner();
+    assert_eq!(batch.scores.len(), 1);
+    assert_eq!(batch.missing_client_ids, ["C-KRK-1"]);
+    let err = h
+        .client
+        .get_client_score(authorized(&admin, GetClientScoreRequest { client_id: "C-KRK-1".into() }))
+        .await
+        .expect_err("unscored");
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(err.message().contains("not computed yet"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn health_turns_serving_only_after_migrations() {
+    let env = TestEnv::new();
+    let mut database = env.database.clone();
+    database.migrate_on_start = false;
+    let config = branchscore_clients::Config { server: env.server(), database: database.clone(), ..Default::default() };
+    let running = branchscore_clients::run(&config, &env.platform, env.shutdown.clone()).await.expect("starts");
+    use tonic_health::pb::health_check_response::ServingStatus;
+    // The database gets created, but the schema is not there: NOT_SERVING, and it stays so.
+    for _ in 0..10 {
+        assert_eq!(branchscore_testkit::health(running.addr).await, ServingStatus::NotServing);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // What `branchscore migrate` does.
+    let pool = branchscore_platform::db::connect(&database).await.expect("connect");
+    branchscore_platform::db::migrate(&pool, &branchscore_clients::MIGRATOR).await.expect("migrate");
+    branchscore_testkit::wait_serving(running.addr).await;
+    // Shutdown: NOT_SERVING from the first moment, then the server stops.
+    env.shutdown.cancel();
+    running.task.await.expect("join").expect("clean shutdown");
+}

@@ -1,0 +1,602 @@
+//! Behavioural clusters of clients (seed 002): k-means over standardised
+//! features, with profiles people can read.
+//!
+//! * **Standardised**: every feature becomes a z-score (population mean and
+//!   standard deviation), so revenue in kopecks does not drown a 1-5 survey
+//!   score. A feature with zero variance carries no information and becomes
+//!   0 for everybody.
+//! * **k**: given, or chosen by the best mean silhouette over a range (ties
+//!   go to the smaller k). The silhouette is computed on an evenly spaced
+//!   sample of at most `silhouette_sample` clients, because it is quadratic.
+//! * **Deterministic**: k-means (linfa, k-means++ init) gets a ChaCha RNG
+//!   seeded from the settings, so the same input and seed give the same
+//!   clusters.
+//! * **Too few points**: k must not exceed the number of distinct points
+//!   (identical clients cannot be split); a fixed k above it is the error
+//!   [`ClusteringError::TooFewPoints`], a silhouette range is clamped to it
+//!   (and is that error if even its lower end is above it).
+//! * **Profiles** are in original units: the mean of each feature over the
+//!   members, the size and the share of revenue. Clusters are numbered by
+//!   size, largest first.
+
+use linfa::DatasetBase;
+use linfa::traits::{Fit, Predict};
+use linfa_clustering::KMeans;
+use ndarray::Array2;
+use rand_chacha_linfa::ChaCha8Rng;
+use rand_chacha_linfa::rand_core::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::Money;
+use crate::settings::{FieldViolation, InvalidSettings, into_result};
+
+/// One client's features (any units) and window revenue.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterPoint<'a> {
+    /// Behavioural features, same order and length for every client (e.g.
+    /// recency, frequency, monetary, average ticket, purchase interval,
+    /// product-line shares, survey scores).
+    pub features: &'a [f64],
+    /// Window revenue, for the clusters' revenue shares.
+    pub revenue: Money,
+}
+
+/// How many clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterCount {
+    /// Exactly k.
+    Fixed {
+        /// Number of clusters (>= 1).
+        k: usize,
+    },
+    /// The k in `min_k..=max_k` with the best mean silhouette.
+    BySilhouette {
+        /// Smallest k tried (>= 2).
+        min_k: usize,
+        /// Largest k tried.
+        max_k: usize,
+    },
+}
+
+/// Largest k accepted.
+pub const MAX_K: usize = 50;
+/// Largest silhouette sample accepted (the silhouette is quadratic in it).
+pub const MAX_SILHOUETTE_SAMPLE: usize = 20_000;
+
+/// Clustering parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusteringSettings {
+    /// k or the range to choose it from (default 2..=8 by silhouette).
+    pub clusters: ClusterCount,
+    /// RNG seed (default 42).
+    pub seed: u64,
+    /// k-means restarts, the best inertia wins (default 5).
+    pub runs: usize,
+    /// Iteration cap per run (default 300).
+    pub max_iterations: u64,
+    /// Convergence tolerance on centroid movement (default 1e-4).
+    pub tolerance: f64,
+    /// Clients used for the silhouette (default 2 000).
+    pub silhouette_sample: usize,
+}
+
+impl Default for ClusteringSettings {
+    fn default() -> Self {
+        Self {
+            clusters: ClusterCount::BySilhouette { min_k: 2, max_k: 8 },
+            seed: 42,
+            runs: 5,
+            max_iterations: 300,
+            tolerance: 1e-4,
+            silhouette_sample: 2_000,
+        }
+    }
+}
+
+impl ClusteringSettings {
+    /// Field-level validation.
+    pub fn validate(&self) -> Result<(), InvalidSettings> {
+        let mut out = Vec::new();
+        let mut bad = |field: &str, msg: String| out.push(FieldViolation::new("", field, msg));
+        match self.clusters {
+            ClusterCount::Fixed { k } => {
+                if k == 0 || k > MAX_K {
+                    bad("clusters.k", format!("must be between 1 and {MAX_K}, got {k}"));
+                }
+            }
+            ClusterCount::BySilhouette { min_k, max_k } => {
+                if !(2..=MAX_K).contains(&min_k) {
+                    bad("clusters.min_k", format!("must be between 2 and {MAX_K}, got {min_k}"));
+                }
+                if max_k < min_k || max_k > MAX_K {
+                    bad("clusters.max_k", format!("must be between min_k ({min_k}) and {MAX_K}, got {max_k}"));
+                }
+            }
+        }
+        if self.runs == 0 {
+            bad("runs", "must be at least 1".into());
+        }
+        if self.max_iterations == 0 {
+            bad("max_iterations", "must be at least 1".into());
+        }
+        if !(self.tolerance.is_finite() && self.tolerance > 0.0) {
+            bad("tolerance", format!("must be a positive number, got {}", self.tolerance));
+        }
+        if self.silhouette_sample < 2 || self.silhouette_sample > MAX_SILHOUETTE_SAMPLE {
+            bad(
+                "silhouette_sample",
+                format!("must be between 2 and {MAX_SILHOUETTE_SAMPLE}, got {}", self.silhouette_sample),
+            );
+        }
+        into_result(out)
+    }
+}
+
+/// Why clustering could not run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClusteringError {
+    /// Settings rejected.
+    #[error(transparent)]
+    InvalidSettings(#[from] InvalidSettings),
+    /// No clients given.
+    #[error("no points to cluster")]
+    NoPoints,
+    /// Clients have no features.
+    #[error("points have no features")]
+    NoFeatures,
+    /// A client's feature vector has another length than the first one's.
+    #[error("point {point} has {got} features, expected {expected}")]
+    FeatureCount {
+        /// Index of the point.
+        point: usize,
+        /// Length of the first point's features.
+        expected: usize,
+        /// Its length.
+        got: usize,
+    },
+    /// NaN or infinite feature.
+    #[error("point {point} feature {feature} is not a finite number")]
+    NonFinite {
+        /// Index of the point.
+        point: usize,
+        /// Index of the feature.
+        feature: usize,
+    },
+    /// k exceeds the number of distinct points.
+    #[error("cannot form {k} clusters from {distinct_points} distinct point(s)")]
+    TooFewPoints {
+        /// Requested (smallest) k.
+        k: usize,
+        /// Distinct points available.
+        distinct_points: usize,
+    },
+    /// linfa failed.
+    #[error("k-means failed: {0}")]
+    KMeans(String),
+}
+
+/// One cluster, in original units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterProfile {
+    /// Cluster number (0 = largest).
+    pub cluster: usize,
+    /// Members.
+    pub size: usize,
+    /// Mean of each feature over the members, original units.
+    pub centroid: Vec<f64>,
+    /// Members' revenue (saturating sum).
+    pub revenue: Money,
+    /// Members' revenue / total revenue; `None` if the total is not positive.
+    pub revenue_share: Option<f64>,
+}
+
+/// Silhouette of one candidate k.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SilhouetteCandidate {
+    /// Clusters.
+    pub k: usize,
+    /// Mean silhouette (-1..=1) on the sample.
+    pub silhouette: f64,
+}
+
+/// Result of a clustering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Clustering {
+    /// Number of clusters.
+    pub k: usize,
+    /// Cluster of each point, aligned with the input.
+    pub labels: Vec<usize>,
+    /// Profiles, by cluster number.
+    pub profiles: Vec<ClusterProfile>,
+    /// Silhouette of the chosen k, when k was chosen by silhouette.
+    pub silhouette: Option<f64>,
+    /// Every k tried with its silhouette (empty for a fixed k).
+    pub candidates: Vec<SilhouetteCandidate>,
+}
+
+/// Clusters the clients (see the module doc for the rules).
+pub fn cluster(points: &[ClusterPoint<'_>], settings: &ClusteringSettings) -> Result<Clustering, ClusteringError> {
+    settings.validate()?;
+    let original = feature_matrix(points)?;
+    let scale = Scale::of(&original);
+    let standardized = scale.apply(&original);
+    let distinct = distinct_rows(&standardized);
+
+    let (k, fit, candidates, silhouette) = match settings.clusters {
+        ClusterCount::Fixed { k } => {
+            if k > distinct {
+                return Err(ClusteringError::TooFewPoints { k, distinct_points: distinct });
+            }
+            (k, fit_labels(&standardized, k, settings)?, Vec::new(), None)
+        }
+        ClusterCount::BySilhouette { min_k, max_k } => {
+            if min_k > distinct {
+                return Err(ClusteringError::TooFewPoints { k: min_k, distinct_points: distinct });
+            }
+            let sample = sample_indices(standardized.nrows(), settings.silhouette_sample);
+            let mut candidates = Vec::new();
+            let mut best: Option<(usize, Fitted, f64)> = None;
+            for k in min_k..=max_k.min(distinct) {
+                let fit = fit_labels(&standardized, k, settings)?;
+                let s = silhouette(&standardized, &fit.labels, k, &sample);
+                candidates.push(SilhouetteCandidate { k, silhouette: s });
+                if best.as_ref().is_none_or(|(_, _, b)| s > *b) {
+                    best = Some((k, fit, s));
+                }
+            }
+            let Some((k, fit, s)) = best else {
+                return Err(ClusteringError::TooFewPoints { k: min_k, distinct_points: distinct });
+            };
+            (k, fit, candidates, Some(s))
+        }
+    };
+    let (labels, profiles) = profiles(points, &original, &scale, fit, k);
+    Ok(Clustering { k, labels, profiles, silhouette, candidates })
+}
+
+fn feature_matrix(points: &[ClusterPoint<'_>]) -> Result<Array2<f64>, ClusteringError> {
+    let first = points.first().ok_or(ClusteringError::NoPoints)?;
+    let d = first.features.len();
+    if d == 0 {
+        return Err(ClusteringError::NoFeatures);
+    }
+    let mut flat = Vec::with_capacity(points.len() * d);
+    for (point, p) in points.iter().enumerate() {
+        if p.features.len() != d {
+            return Err(ClusteringError::FeatureCount { point, expected: d, got: p.features.len() });
+        }
+        if let Some(feature) = p.features.iter().position(|x| !x.is_finite()) {
+            return Err(ClusteringError::NonFinite { point, feature });
+        }
+        flat.extend_from_slice(p.features);
+    }
+    Array2::from_shape_vec((points.len(), d), flat).map_err(|e| ClusteringError::KMeans(e.to_string()))
+}
+
+/// Per-feature population mean and standard deviation (0 = no variance).
+struct Scale {
+    mean: Vec<f64>,
+    std: Vec<f64>,
+}
+
+impl Scale {
+    fn of(x: &Array2<f64>) -> Self {
+        let n = x.nrows() as f64;
+        let (mut mean, mut std) = (Vec::new(), Vec::new());
+        for column in x.columns() {
+            let m = column.sum() / n;
+            let s = (column.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n).sqrt();
+            mean.push(m);
+            std.push(if s > 0.0 && s.is_finite() { s } else { 0.0 });
+        }
+        Self { mean, std }
+    }
+
+    /// z-scores; zero-variance features become 0.
+    fn apply(&self, x: &Array2<f64>) -> Array2<f64> {
+        let mut z = x.clone();
+        for ((mut column, &m), &s) in z.columns_mut().into_iter().zip(&self.mean).zip(&self.std) {
+            if s > 0.0 {
+                column.mapv_inplace(|v| (v - m) / s);
+            } else {
+                column.fill(0.0);
+            }
+        }
+        z
+    }
+
+    /// Back to original units.
+    fn revert(&self, feature: usize, z: f64) -> f64 {
+        z * self.std[feature] + self.mean[feature]
+    }
+}
+
+fn rows_cmp(z: &Array2<f64>, a: usize, b: usize) -> std::cmp::Ordering {
+    z.row(a)
+        .iter()
+        .zip(z.row(b).iter())
+        .map(|(x, y)| x.total_cmp(y))
+        .find(|o| o.is_ne())
+        .unwrap_or(std::cmp::Ordering::Equal)
+}
+
+fn distinct_rows(z: &Array2<f64>) -> usize {
+    let mut order: Vec<usize> = (0..z.nrows()).collect();
+    order.sort_unstable_by(|&a, &b| rows_cmp(z, a, b));
+    order.chunk_by(|&a, &b| rows_cmp(z, a, b).is_eq()).count()
+}
+
+/// Labels and model centroids (standardised units) of one k-means fit.
+struct Fitted {
+    labels: Vec<usize>,
+    centroids: Array2<f64>,
+}
+
+fn fit_labels(z: &Array2<f64>, k: usize, settings: &ClusteringSettings) -> Result<Fitted, ClusteringError> {
+    let rng = ChaCha8Rng::seed_from_u64(settings.seed);
+    let dataset = DatasetBase::from(z.view());
+    let model = KMeans::params_with_rng(k, rng)
+        .n_runs(settings.runs)
+        .max_n_iterations(settings.max_iterations)
+        .tolerance(settings.tolerance)
+        .fit(&dataset)
+        .map_err(|e| ClusteringError::KMeans(e.to_string()))?;
+    Ok(Fitted { labels: model.predict(z).to_vec(), centroids: model.centroids().clone() })
+}
+
+/// Evenly spaced indices, at most `max` of them.
+fn sample_indices(n: usize, max: usize) -> Vec<usize> {
+    if n <= max {
+        return (0..n).collect();
+    }
+    (0..max).map(|i| i * n / max).collect()
+}
+
+/// Mean silhouette over the sample (distances within the sample). A point
+/// alone in its cluster, or at distance 0 from everything, scores 0.
+fn silhouette(z: &Array2<f64>, labels: &[usize], k: usize, sample: &[usize]) -> f64 {
+    if sample.is_empty() {
+        return 0.0;
+    }
+    let mut sums = vec![0.0; k];
+    let mut counts = vec![0usize; k];
+    for &j in sample {
+        if let Some(c) = counts.get_mut(labels[j]) {
+            *c += 1;
+        }
+    }
+    let mut total = 0.0;
+    for &i in sample {
+        sums.iter_mut().for_each(|s| *s = 0.0);
+        let row_i = z.row(i);
+        for &j in sample {
+            if i != j {
+                let dist = row_i.iter().zip(z.row(j).iter()).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+                if let Some(s) = sums.get_mut(labels[j]) {
+                    *s += dist;
+                }
+            }
+        }
+        let own = labels[i];
+        let own_count = counts.get(own).copied().unwrap_or(0);
+        if own_count <= 1 {
+            continue;
+        }
+        let a = sums[own] / (own_count - 1) as f64;
+        let b =
+            (0..k).filter(|&c| c != own && counts[c] > 0).map(|c| sums[c] / counts[c] as f64).min_by(f64::total_cmp);
+        let Some(b) = b else { continue };
+        let max = a.max(b);
+        if max > 0.0 {
+            total += (b - a) / max;
+        }
+    }
+    total / sample.len() as f64
+}
+
+/// Renumbers clusters by size (largest first, ties by the model's number)
+/// and computes their profiles in original units. A cluster left empty by
+/// k-means (possible on degenerate data) shows the model's centroid.
+fn profiles(
+    points: &[ClusterPoint<'_>],
+    original: &Array2<f64>,
+    scale: &Scale,
+    fit: Fitted,
+    k: usize,
+) -> (Vec<usize>, Vec<ClusterProfile>) {
+    let Fitted { labels, centroids } = fit;
+    let d = original.ncols();
+    let mut sizes = vec![0usize; k];
+    for &l in &labels {
+        sizes[l] += 1;
+    }
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by(|&a, &b| sizes[b].cmp(&sizes[a]).then(a.cmp(&b)));
+    let mut renumber = vec![0; k];
+    for (new, &old) in order.iter().enumerate() {
+        renumber[old] = new;
+    }
+    let labels: Vec<usize> = labels.into_iter().map(|l| renumber[l]).collect();
+
+    let mut sums = vec![0.0; k * d];
+    let mut revenue = vec![0i128; k];
+    let mut total: i128 = 0;
+    for ((point, &l), row) in points.iter().zip(&labels).zip(original.rows()) {
+        for (s, v) in sums[l * d..(l + 1) * d].iter_mut().zip(row.iter()) {
+            *s += v;
+        }
+        revenue[l] += i128::from(point.revenue);
+        total += i128::from(point.revenue);
+    }
+    let mut sizes_new = vec![0usize; k];
+    for &l in &labels {
+        sizes_new[l] += 1;
+    }
+    let profiles = (0..k)
+        .map(|c| {
+            let size = sizes_new[c];
+            let centroid = if size > 0 {
+                sums[c * d..(c + 1) * d].iter().map(|s| s / size as f64).collect()
+            } else {
+                let old = order[c];
+                (0..d).map(|f| scale.revert(f, centroids.get((old, f)).copied().unwrap_or(0.0))).collect()
+            };
+            ClusterProfile {
+                cluster: c,
+                size,
+                centroid,
+                revenue: Money::try_from(revenue[c]).unwrap_or(if revenue[c] > 0 { Money::MAX } else { Money::MIN }),
+                revenue_share: (total > 0).then(|| revenue[c] as f64 / total as f64),
+            }
+        })
+        .collect();
+    (labels, profiles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn points(rows: &[([f64; 3], Money)]) -> Vec<ClusterPoint<'_>> {
+        rows.iter().map(|(f, revenue)| ClusterPoint { features: f, revenue: *revenue }).collect()
+    }
+
+    fn fixed(k: usize) -> ClusteringSettings {
+        ClusteringSettings { clusters: ClusterCount::Fixed { k }, ..ClusteringSettings::default() }
+    }
+
+    /// Two separated groups; the third feature is constant (zero variance).
+    fn two_groups() -> Vec<([f64; 3], Money)> {
+        vec![
+            ([1.0, 100.0, 7.0], 100),
+            ([2.0, 110.0, 7.0], 100),
+            ([1.5, 105.0, 7.0], 100),
+            ([10.0, 1000.0, 7.0], 1_000),
+            ([11.0, 1010.0, 7.0], 1_000),
+            ([10.5, 1005.0, 7.0], 1_000),
+            ([10.5, 1005.0, 7.0], 1_000),
+        ]
+    }
+
+    #[test]
+    fn fixed_k_profiles_in_original_units() {
+        let rows = two_groups();
+        let c = cluster(&points(&rows), &fixed(2)).unwrap();
+        // Cluster 0 = the larger group (4 points): centroid
+        // ((10+11+10.5+10.5)/4, (1000+1010+1005+1005)/4, 7) = (10.5, 1005, 7);
+        // revenue 4000 of 4300. Cluster 1: (1.5, 105, 7), 300 of 4300.
+        assert_eq!(c.k, 2);
+        assert_eq!(c.labels, [1, 1, 1, 0, 0, 0, 0]);
+        let p0 = &c.profiles[0];
+        assert_eq!((p0.cluster, p0.size, p0.revenue), (0, 4, 4_000));
+        assert_eq!(p0.centroid, [10.5, 1005.0, 7.0]);
+        assert!((p0.revenue_share.unwrap() - 4_000.0 / 4_300.0).abs() < 1e-12);
+        let p1 = &c.profiles[1];
+        assert_eq!((p1.size, p1.revenue), (3, 300));
+        assert_eq!(p1.centroid, [1.5, 105.0, 7.0]);
+        assert_eq!((c.silhouette, c.candidates.len()), (None, 0));
+    }
+
+    #[test]
+    fn silhouette_chooses_two_groups() {
+        let rows = two_groups();
+        let settings = ClusteringSettings {
+            clusters: ClusterCount::BySilhouette { min_k: 2, max_k: 4 },
+            ..ClusteringSettings::default()
+        };
+        let c = cluster(&points(&rows), &settings).unwrap();
+        assert_eq!(c.k, 2);
+        let ks: Vec<usize> = c.candidates.iter().map(|x| x.k).collect();
+        assert_eq!(ks, [2, 3, 4]);
+        let best = c.silhouette.unwrap();
+        assert!(best > 0.8, "{best}");
+        assert!(c.candidates.iter().all(|x| x.silhouette <= best));
+    }
+
+    #[test]
+    fn fewer_points_than_k() {
+        let rows = [([1.0, 2.0, 3.0], 1), ([4.0, 5.0, 6.0], 1)];
+        assert_eq!(cluster(&points(&rows), &fixed(3)), Err(ClusteringError::TooFewPoints { k: 3, distinct_points: 2 }));
+        // Silhouette range 2..=8 is clamped to 2..=2.
+        let c = cluster(&points(&rows), &ClusteringSettings::default()).unwrap();
+        assert_eq!((c.k, c.candidates.len()), (2, 1));
+        // Two singletons: silhouette 0 by convention.
+        assert_eq!(c.silhouette, Some(0.0));
+    }
+
+    #[test]
+    fn identical_points_form_one_cluster_only() {
+        let rows = [([1.0, 1.0, 1.0], 5); 4];
+        assert_eq!(cluster(&points(&rows), &fixed(2)), Err(ClusteringError::TooFewPoints { k: 2, distinct_points: 1 }));
+        assert_eq!(
+            cluster(&points(&rows), &ClusteringSettings::default()),
+            Err(ClusteringError::TooFewPoints { k: 2, distinct_points: 1 })
+        );
+        let c = cluster(&points(&rows), &fixed(1)).unwrap();
+        assert_eq!(c.labels, [0; 4]);
+        assert_eq!(c.profiles[0].centroid, [1.0, 1.0, 1.0]);
+        assert_eq!(c.profiles[0].revenue_share, Some(1.0));
+    }
+
+    #[test]
+    fn input_errors() {
+        assert_eq!(cluster(&[], &fixed(1)), Err(ClusteringError::NoPoints));
+        let empty: [f64; 0] = [];
+        let p = [ClusterPoint { features: &empty, revenue: 0 }];
+        assert_eq!(cluster(&p, &fixed(1)), Err(ClusteringError::NoFeatures));
+        let (a, b) = ([1.0, 2.0], [1.0]);
+        let p = [ClusterPoint { features: &a, revenue: 0 }, ClusterPoint { features: &b, revenue: 0 }];
+        assert_eq!(cluster(&p, &fixed(1)), Err(ClusteringError::FeatureCount { point: 1, expected: 2, got: 1 }));
+        let nan = [1.0, f64::NAN];
+        let p = [ClusterPoint { features: &nan, revenue: 0 }];
+        assert_eq!(cluster(&p, &fixed(1)), Err(ClusteringError::NonFinite { point: 0, feature: 1 }));
+    }
+
+    #[test]
+    fn settings_validation() {
+        assert_eq!(ClusteringSettings::default().validate(), Ok(()));
+        let bad = ClusteringSettings {
+            clusters: ClusterCount::BySilhouette { min_k: 1, max_k: 0 },
+            runs: 0,
+            tolerance: f64::NAN,
+            silhouette_sample: 1,
+            ..ClusteringSettings::default()
+        };
+        let fields: Vec<String> = bad.validate().unwrap_err().0.into_iter().map(|v| v.field).collect();
+        assert_eq!(fields, ["clusters.min_k", "clusters.max_k", "runs", "tolerance", "silhouette_sample"]);
+        assert!(matches!(cluster(&points(&two_groups()), &fixed(0)), Err(ClusteringError::InvalidSettings(_))));
+    }
+
+    #[test]
+    fn silhouette_sample_is_evenly_spaced() {
+        assert_eq!(sample_indices(3, 10), [0, 1, 2]);
+        assert_eq!(sample_indices(10, 4), [0, 2, 5, 7]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn deterministic_for_a_seed(
+            rows in prop::collection::vec(((-50.0f64..50.0, 0.0f64..10.0, 0.0f64..1.0), -10i64..1000), 3..40),
+            seed in any::<u64>(),
+        ) {
+            let rows: Vec<([f64; 3], Money)> = rows.into_iter().map(|((a, b, c), r)| ([a, b, c], r)).collect();
+            let settings = ClusteringSettings {
+                clusters: ClusterCount::BySilhouette { min_k: 2, max_k: 4 },
+                seed,
+                ..ClusteringSettings::default()
+            };
+            let a = cluster(&points(&rows), &settings);
+            let b = cluster(&points(&rows), &settings);
+            prop_assert_eq!(&a, &b);
+            if let Ok(c) = a {
+                prop_assert_eq!(c.labels.len(), rows.len());
+                prop_assert_eq!(c.profiles.iter().map(|p| p.size).sum::<usize>(), rows.len());
+                prop_assert!(c.labels.iter().all(|&l| l < c.k));
+            }
+        }
+    }
+}
