@@ -279,6 +279,8 @@ impl TokenIssuer {
             iat: now,
             exp: now + ttl.as_secs(),
         };
+        // Refuse to mint what no service would accept.
+        claims.clone().into_principal().map_err(|err| anyhow::anyhow!("{}", err.message))?;
         Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)?)
     }
 }

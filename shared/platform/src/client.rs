@@ -44,6 +44,24 @@ pub fn channel(url: &str, config: &ClientConfig) -> anyhow::Result<Channel> {
         .connect_lazy())
 }
 
+/// Waits until the server behind `channel` reports SERVING on `grpc.health.v1`.
+pub async fn wait_serving(channel: Channel, timeout: Duration) -> anyhow::Result<()> {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut health = HealthClient::new(channel);
+    loop {
+        let outcome = health.check(HealthCheckRequest::default()).await;
+        if outcome.as_ref().is_ok_and(|reply| reply.get_ref().status() == ServingStatus::Serving) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("not SERVING after {timeout:?} (last answer: {outcome:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Adds `authorization: Bearer <token>` and the current trace context to each call.
 #[derive(Clone, Debug)]
 pub struct CallCredentials {

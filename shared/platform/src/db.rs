@@ -28,6 +28,24 @@ pub async fn ensure_database(config: &DatabaseConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Drops the configured database (closing its connections) and creates it
+/// empty again. Only for scratch databases: the demo's and the tests'.
+pub async fn recreate_database(config: &DatabaseConfig) -> anyhow::Result<()> {
+    drop_database(config).await?;
+    ensure_database(config).await
+}
+
+/// Drops the configured database if it exists, closing its connections.
+pub async fn drop_database(config: &DatabaseConfig) -> anyhow::Result<()> {
+    let options = PgConnectOptions::from_str(&config.url)?;
+    let name = options.get_database().unwrap_or("postgres").to_owned();
+    let mut admin = options.database("postgres").connect().await?;
+    let statement = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", name.replace('"', "\"\""));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await?;
+    admin.close().await?;
+    Ok(())
+}
+
 /// Opens the service's pool, creating the database if needed.
 pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
     ensure_database(config).await?;

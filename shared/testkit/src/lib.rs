@@ -11,7 +11,7 @@ use branchscore_platform::service::PlatformConfig;
 use branchscore_platform::shutdown::CancellationToken;
 use branchscore_platform::Role;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -90,18 +90,11 @@ impl Default for TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let name = self.database_name.clone();
-        let server = database_server_url();
+        let database = self.database.clone();
         // Drop runs outside async context; a short-lived runtime removes the database.
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            runtime.block_on(async move {
-                use sqlx::Connection;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
-                    let statement = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await;
-                }
-            });
+            let _ = runtime.block_on(branchscore_platform::db::drop_database(&database));
         })
         .join();
     }
@@ -123,10 +116,8 @@ pub async fn health(addr: SocketAddr) -> ServingStatus {
 
 /// Waits until the server at `addr` reports SERVING (panics after 30 s).
 pub async fn wait_serving(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while health(addr).await != ServingStatus::Serving {
-        assert!(Instant::now() < deadline, "service at {addr} did not become SERVING within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if let Err(err) = branchscore_platform::client::wait_serving(channel(addr).await, Duration::from_secs(30)).await {
+        panic!("service at {addr}: {err:#}");
     }
 }
 

@@ -1,0 +1,125 @@
+//! `branchscore demo`: a synthetic branch network loaded through the public
+//! API, then what the platform makes of it.
+pub mod load;
+pub mod network;
+pub mod report;
+
+use crate::config::BranchscoreConfig;
+use crate::services::ServiceName;
+use branchscore_platform::Role;
+use branchscore_platform::auth::{ALL_BRANCHES, TokenIssuer};
+use branchscore_platform::client::{self, CallCredentials, ClientConfig, RetryPolicy};
+use branchscore_platform::shutdown::CancellationToken;
+use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
+use chrono::NaiveDate;
+use network::NetworkSpec;
+use std::time::{Duration, Instant};
+
+/// How big a network to generate and where to send it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoOptions {
+    /// Seed of the generator: the same seed gives the same network.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 8)]
+    pub branches: usize,
+    #[arg(long, default_value_t = 3000)]
+    pub clients: usize,
+    /// Months of sales history before the as-of month.
+    #[arg(long, default_value_t = 24)]
+    pub months: u32,
+    /// Last business date of the history (default: today in the company's zone).
+    #[arg(long)]
+    pub as_of: Option<NaiveDate>,
+    /// A running clients service (e.g. `http://127.0.0.1:50051`). Without it
+    /// the demo starts the services in this process on fresh `branchscore_demo_*`
+    /// databases (dropped and recreated on every run).
+    #[arg(long)]
+    pub target: Option<String>,
+}
+
+/// Runs the demo and prints its summary to stdout.
+pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::Result<()> {
+    let as_of = match options.as_of {
+        Some(date) => date,
+        None => config.company.today()?,
+    };
+    let spec = NetworkSpec {
+        seed: options.seed,
+        branches: options.branches,
+        clients: options.clients,
+        months: options.months,
+        as_of,
+        currency: config.company.currency.clone(),
+    };
+    let shutdown = CancellationToken::new();
+    let _stop_on_exit = shutdown.clone().drop_guard();
+    let (target, config) = match &options.target {
+        Some(url) => (url.clone(), config.clone()),
+        None => {
+            let config = in_process_config(config);
+            for service in ServiceName::ALL {
+                branchscore_platform::db::recreate_database(service.database(&config)).await?;
+            }
+            let running = ServiceName::Clients.start(&config, shutdown.clone()).await?;
+            eprintln!("started the clients service on {} (database {})", running.addr, config.clients.database.url);
+            (format!("http://{}", running.addr), config)
+        }
+    };
+    println!(
+        "branchscore demo: seed {}, {} branches, {} clients, sales from {} months before {as_of} up to that day",
+        spec.seed, spec.branches, spec.clients, spec.months
+    );
+    let network = network::generate(&spec);
+    let issuer = TokenIssuer::new(&config.auth);
+    let erp_token = issuer.mint("demo-erp", Role::ErpIntegration, &[ALL_BRANCHES.to_owned()], Duration::from_secs(3600))?;
+    let client_config = ClientConfig { request_timeout_ms: Duration::from_secs(120), ..ClientConfig::default() };
+    let channel = client::channel(&target, &client_config)?;
+    client::wait_serving(channel.clone(), Duration::from_secs(60)).await?;
+    let clients = ClientsServiceClient::with_interceptor(channel, CallCredentials::bearer(&erp_token)?)
+        .max_decoding_message_size(config.clients.server.max_message_bytes)
+        .max_encoding_message_size(config.clients.server.max_message_bytes);
+    let started = Instant::now();
+    let loaded = load::load(&clients, &RetryPolicy::new(&client_config), &network).await?;
+    print!("{}", report::loading(&network, &loaded, started.elapsed().as_secs_f64(), &spec.currency));
+    Ok(())
+}
+
+/// The configuration with every service on an ephemeral local port and its
+/// own `branchscore_demo_*` database, so the demo never touches real data.
+fn in_process_config(config: &BranchscoreConfig) -> BranchscoreConfig {
+    let mut demo = config.clone();
+    for service in ServiceName::ALL {
+        let (server, database) = match service {
+            ServiceName::Clients => (&mut demo.clients.server, &mut demo.clients.database),
+        };
+        server.listen = ([127, 0, 0, 1], 0).into();
+        database.url = renamed_database(&database.url, &format!("branchscore_demo_{}", service.as_str()));
+        database.migrate_on_start = true;
+    }
+    demo.redis.key_prefix = "bs-demo:".into();
+    demo
+}
+
+fn renamed_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let base = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_databases_keep_server_and_options() {
+        assert_eq!(
+            renamed_database("postgres://u:p@db:5432/branchscore_clients?sslmode=require", "branchscore_demo_clients"),
+            "postgres://u:p@db:5432/branchscore_demo_clients?sslmode=require"
+        );
+        assert_eq!(renamed_database("postgres://127.0.0.1/x", "y"), "postgres://127.0.0.1/y");
+    }
+}

@@ -1,0 +1,164 @@
+//! The `branchscore` binary as an operator runs it: a real process, real
+//! Postgres and Redis, gRPC on 127.0.0.1.
+use branchscore_platform::Role;
+use branchscore_platform::auth::Authenticator;
+use branchscore_testkit::TestEnv;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn branchscore() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_branchscore"));
+    command.env_remove("BRANCHSCORE_CONFIG").env("RUST_LOG", "warn,branchscore=info");
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("run branchscore")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A port nobody listens on right now.
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr")
+}
+
+/// The process environment that points the clients service at this test's world.
+fn service_env(env: &TestEnv, command: &mut Command, grpc: SocketAddr, metrics: SocketAddr) {
+    command
+        .env("BRANCHSCORE_CLIENTS__SERVER__LISTEN", grpc.to_string())
+        .env("BRANCHSCORE_CLIENTS__DATABASE__URL", &env.database.url)
+        .env("BRANCHSCORE_CLIENTS__DATABASE__MIGRATE_ON_START", "false")
+        .env("BRANCHSCORE_REDIS__URL", &env.platform.redis.url)
+        .env("BRANCHSCORE_REDIS__KEY_PREFIX", &env.platform.redis.key_prefix)
+        .env("BRANCHSCORE_TELEMETRY__METRICS_LISTEN", metrics.to_string());
+}
+
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "branchscore did not stop within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn dump_config_shows_file_and_environment_layers() {
+    let dir = std::env::temp_dir().join(format!("bs-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("branchscore.toml");
+    std::fs::write(&file, "[company]\ncurrency = \"EUR\"\n[clients.server]\nconcurrency_limit = 7\n").expect("write");
+    let output = run(branchscore()
+        .args(["--config", file.to_str().expect("utf-8"), "serve", "--dump-config"])
+        .env("BRANCHSCORE_CLIENTS__SERVER__LISTEN", "0.0.0.0:6001"));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let dumped = text(&output.stdout);
+    assert!(dumped.contains("currency = \"EUR\""), "{dumped}");
+    assert!(dumped.contains("concurrency_limit = 7"), "{dumped}");
+    assert!(dumped.contains("listen = \"0.0.0.0:6001\""), "{dumped}");
+}
+
+#[test]
+fn a_bad_configuration_exits_2_naming_the_problem() {
+    let output = run(branchscore().args(["serve"]).env("BRANCHSCORE_COMPANY__TIME_ZONE", "Mars/Olympus"));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("Mars/Olympus"), "{}", text(&output.stderr));
+
+    let output = run(branchscore().args(["serve"]).env("BRANCHSCORE_CLIENTS__SERVER__CONCURRENCY_LIMIT", "many"));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).to_lowercase().contains("clients.server.concurrency_limit"), "{}", text(&output.stderr));
+
+    let output = run(branchscore().args(["--config", "/nonexistent/branchscore.toml", "migrate"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("does not exist"), "{}", text(&output.stderr));
+}
+
+#[test]
+fn token_mints_what_the_services_accept_and_refuses_what_they_would_not() {
+    let output = run(branchscore().args(["token", "--role", "branch_manager", "--branch", "WAW", "--subject", "anna"]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let token = text(&output.stdout).trim().to_owned();
+    let principal = Authenticator::new(&Default::default()).expect("authenticator").verify(&token).expect("valid token");
+    assert_eq!(principal.subject, "anna");
+    assert_eq!(principal.role, Role::BranchManager);
+    assert!(principal.can_access("WAW") && !principal.can_access("KRK"));
+
+    let output = run(branchscore().args(["token", "--role", "branch_staff"]));
+    assert!(!output.status.success());
+    assert!(text(&output.stderr).contains("must name its branches"), "{}", text(&output.stderr));
+    let output = run(branchscore().args(["token", "--role", "janitor"]));
+    assert!(!output.status.success());
+    assert!(text(&output.stderr).contains("unknown role"), "{}", text(&output.stderr));
+}
+
+#[test]
+fn migrate_then_serve_then_demo_then_drain_on_sigterm() {
+    let env = TestEnv::new();
+    let (grpc, metrics) = (free_addr(), free_addr());
+
+    let mut migrate = branchscore();
+    service_env(&env, &mut migrate.arg("migrate").arg("clients"), grpc, metrics);
+    let output = run(&mut migrate);
+    assert!(output.status.success(), "migrate failed: {}", text(&output.stderr));
+
+    let mut serve = branchscore();
+    service_env(&env, serve.args(["serve", "clients"]).stdout(Stdio::null()).stderr(Stdio::null()), grpc, metrics);
+    let mut serving = Serving(serve.spawn().expect("spawn serve"));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}")).expect("uri").connect_lazy();
+        branchscore_platform::client::wait_serving(channel, Duration::from_secs(30)).await.expect("serving");
+    });
+
+    let demo_args = ["demo", "--target", &format!("http://{grpc}"), "--branches", "3", "--clients", "120"];
+    let demo_args = [&demo_args[..], &["--months", "6", "--seed", "5", "--as-of", "2026-10-31"]].concat();
+    let first = run(branchscore().args(&demo_args));
+    assert!(first.status.success(), "demo failed: {}", text(&first.stderr));
+    let first = text(&first.stdout);
+    let accepted = imported(&first, "accepted");
+    assert!(accepted > 100, "{first}");
+    assert_eq!(imported(&first, "rejected"), 0, "{first}");
+    assert!(first.contains("3 broken lines sent on purpose, 3 refused"), "{first}");
+    // The same network again: every line is a duplicate, nothing changes.
+    let again = text(&run(branchscore().args(&demo_args)).stdout);
+    assert_eq!(imported(&again, "accepted"), 0, "{again}");
+    assert_eq!(imported(&again, "duplicates"), accepted, "{again}");
+
+    let scrape = runtime.block_on(async {
+        let mut stream = tokio::net::TcpStream::connect(metrics).await.expect("metrics port");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await.expect("request");
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await.expect("response");
+        body
+    });
+    assert!(scrape.contains("grpc_server_requests_total"), "{scrape}");
+    assert!(scrape.contains("ImportTransactions"), "{scrape}");
+
+    let status = terminate(&mut serving.0);
+    assert!(status.success(), "serve exited with {status}");
+}
+
+/// `import replies: 10 accepted, 0 duplicates, 0 rejected` -> the number before `word`.
+fn imported(summary: &str, word: &str) -> i64 {
+    let line = summary.lines().find(|l| l.contains("import replies:")).expect("import summary line");
+    let before = line.split(&format!(" {word}")).next().expect("word");
+    before.rsplit(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok()).expect("number")
+}
