@@ -6,6 +6,10 @@ default:
 test:
     cargo nextest run --workspace --no-fail-fast
 
+# Everything CI checks: format, clippy, tests, proto lint.
+ci:
+    bash .ci/run
+
 # Format the code.
 fmt:
     cargo fmt --all
@@ -17,3 +21,20 @@ lint:
 # Lint the protobuf contracts.
 proto-lint:
     cd proto && buf lint
+
+# Start the services, load the demo branch network, print scores and reports.
+demo *ARGS:
+    cargo run --release -p branchscore -- demo {{ARGS}}
+
+# Run every service in this process (Ctrl-C drains and stops).
+serve *ARGS:
+    cargo run --release -p branchscore -- serve {{ARGS}}
+
+# ImportTransactions throughput beside a plain COPY (docs/benchmarks.md).
+bench-import LINES="1000000":
+    cargo run --release -p branchscore-tests --bin bench_import -- --lines {{LINES}}
+
+# Start the local Postgres and Redis if they are down (this machine kind's commands).
+db-up:
+    pg_isready -h 127.0.0.1 -q || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+    redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log

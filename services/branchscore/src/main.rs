@@ -97,7 +97,12 @@ async fn execute(command: Command, config: BranchscoreConfig) -> anyhow::Result<
                 config.auth.rs256_public_key_pem.is_empty(),
                 "auth.rs256_public_key_pem is set: production tokens come from your identity provider, not from here"
             );
-            let token = TokenIssuer::new(&config.auth).mint(&subject, role, &branches, Duration::from_secs(ttl_hours * 3600))?;
+            let token = TokenIssuer::new(&config.auth).mint(
+                &subject,
+                role,
+                &branches,
+                Duration::from_secs(ttl_hours * 3600),
+            )?;
             println!("{token}");
             Ok(())
         }

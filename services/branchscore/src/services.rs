@@ -40,7 +40,11 @@ impl ServiceName {
     }
 
     /// Starts the service in the background on its configured port.
-    pub async fn start(self, config: &BranchscoreConfig, shutdown: CancellationToken) -> anyhow::Result<RunningService> {
+    pub async fn start(
+        self,
+        config: &BranchscoreConfig,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<RunningService> {
         let platform = config.platform();
         match self {
             ServiceName::Clients => branchscore_clients::run(&config.clients, &platform, shutdown).await,
@@ -62,7 +66,11 @@ pub async fn migrate(config: &BranchscoreConfig, services: &[ServiceName]) -> an
 
 /// Starts `services` and waits until shutdown is requested and every one has
 /// drained; one service failing stops the others.
-pub async fn serve(config: &BranchscoreConfig, services: &[ServiceName], shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    config: &BranchscoreConfig,
+    services: &[ServiceName],
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut running = FuturesUnordered::new();
     for service in services {
         let started = service.start(config, shutdown.clone()).await?;

@@ -83,7 +83,11 @@ fn a_bad_configuration_exits_2_naming_the_problem() {
 
     let output = run(branchscore().args(["serve"]).env("BRANCHSCORE_CLIENTS__SERVER__CONCURRENCY_LIMIT", "many"));
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stderr).to_lowercase().contains("clients.server.concurrency_limit"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).to_lowercase().contains("clients.server.concurrency_limit"),
+        "{}",
+        text(&output.stderr)
+    );
 
     let output = run(branchscore().args(["--config", "/nonexistent/branchscore.toml", "migrate"]));
     assert_eq!(output.status.code(), Some(2));
@@ -95,7 +99,8 @@ fn token_mints_what_the_services_accept_and_refuses_what_they_would_not() {
     let output = run(branchscore().args(["token", "--role", "branch_manager", "--branch", "WAW", "--subject", "anna"]));
     assert!(output.status.success(), "{}", text(&output.stderr));
     let token = text(&output.stdout).trim().to_owned();
-    let principal = Authenticator::new(&Default::default()).expect("authenticator").verify(&token).expect("valid token");
+    let principal =
+        Authenticator::new(&Default::default()).expect("authenticator").verify(&token).expect("valid token");
     assert_eq!(principal.subject, "anna");
     assert_eq!(principal.role, Role::BranchManager);
     assert!(principal.can_access("WAW") && !principal.can_access("KRK"));
@@ -114,7 +119,7 @@ fn migrate_then_serve_then_demo_then_drain_on_sigterm() {
     let (grpc, metrics) = (free_addr(), free_addr());
 
     let mut migrate = branchscore();
-    service_env(&env, &mut migrate.arg("migrate").arg("clients"), grpc, metrics);
+    service_env(&env, migrate.arg("migrate").arg("clients"), grpc, metrics);
     let output = run(&mut migrate);
     assert!(output.status.success(), "migrate failed: {}", text(&output.stderr));
 

@@ -8,10 +8,12 @@ use branchscore_platform::validate::Violations;
 use branchscore_platform::{AppError, AppResult, Principal, Role};
 use branchscore_proto::clients::v1::clients_service_server::ClientsService;
 use branchscore_proto::clients::v1::*;
+use chrono::Datelike;
 use prost::Message;
 use sqlx::PgPool;
 use std::collections::HashSet;
 use std::time::Duration;
+use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -19,6 +21,8 @@ use tonic::{Request, Response, Status, Streaming};
 pub const MAX_BATCH: usize = 1000;
 /// Most lines one `ImportTransactionsRequest` message carries.
 pub const MAX_LINES_PER_MESSAGE: usize = 10_000;
+/// Insert transactions of one import stream running at once.
+const INSERTS_IN_FLIGHT: usize = 3;
 /// Refusals listed in the import reply (all are counted).
 const MAX_LISTED_REJECTIONS: usize = 1000;
 
@@ -66,6 +70,18 @@ impl ClientsApi {
         found.retain(|score| principal.can_access(&score.branch_id));
         Ok(found)
     }
+}
+
+/// Counts one finished insert task (offered, inserted) into the reply.
+fn add_inserted(
+    reply: &mut ImportTransactionsResponse,
+    joined: Option<Result<sqlx::Result<(u64, u64)>, tokio::task::JoinError>>,
+) -> AppResult<()> {
+    let Some(joined) = joined else { return Ok(()) };
+    let (offered, inserted) = joined.map_err(AppError::internal)??;
+    reply.accepted += inserted as i64;
+    reply.duplicates += (offered - inserted) as i64;
+    Ok(())
 }
 
 /// Redis key of a client's score.
@@ -287,8 +303,7 @@ impl ClientsService for ClientsApi {
                 "must be one of the enum's values",
             );
             v.check(
-                client.founding_year == 0
-                    || (1800..=today.format("%Y").to_string().parse().unwrap_or(9999)).contains(&client.founding_year),
+                client.founding_year == 0 || (1800..=today.year()).contains(&client.founding_year),
                 || format!("clients[{i}].founding_year"),
                 "must be 0 (unknown) or a year between 1800 and this year",
             );
@@ -403,6 +418,7 @@ impl ClientsService for ClientsApi {
         let mut seen = HashSet::new();
         let mut reply = ImportTransactionsResponse::default();
         let mut position = 0i64;
+        let mut inserts: JoinSet<sqlx::Result<(u64, u64)>> = JoinSet::new();
         while let Some(message) = stream.next().await {
             let lines = message?.lines;
             if lines.len() > MAX_LINES_PER_MESSAGE {
@@ -416,14 +432,26 @@ impl ClientsService for ClientsApi {
             let count = lines.len() as i64;
             let ruling = ingest::rule(lines, position, &known, &principal, &self.company.currency, today, &mut seen);
             position += count;
-            let mut tx = self.pool.begin().await.map_err(AppError::from)?;
-            let inserted = store::insert_transaction_lines(&mut tx, &ruling.accepted).await.map_err(AppError::from)?;
-            tx.commit().await.map_err(AppError::from)?;
-            reply.accepted += inserted as i64;
-            reply.duplicates += (ruling.accepted.len() as u64 - inserted + ruling.repeated_in_stream) as i64;
+            reply.duplicates += ruling.repeated_in_stream as i64;
             reply.rejected += ruling.rejected.len() as i64;
             let room = MAX_LISTED_REJECTIONS.saturating_sub(reply.rejections.len());
             reply.rejections.extend(ruling.rejected.into_iter().take(room));
+            // Insert while the next message is read and checked; bounded so a
+            // fast sender cannot take every pooled connection.
+            if inserts.len() >= INSERTS_IN_FLIGHT {
+                add_inserted(&mut reply, inserts.join_next().await)?;
+            }
+            let pool = self.pool.clone();
+            inserts.spawn(async move {
+                let mut tx = pool.begin().await?;
+                let inserted = store::insert_transaction_lines(&mut tx, &ruling.accepted).await?;
+                tx.commit().await?;
+                Ok((ruling.accepted.len() as u64, inserted))
+            });
+        }
+        // The reply promises durability: every insert must have committed.
+        while !inserts.is_empty() {
+            add_inserted(&mut reply, inserts.join_next().await)?;
         }
         metrics::counter!("transaction_lines_accepted_total").increment(reply.accepted as u64);
         metrics::counter!("transaction_lines_rejected_total").increment(reply.rejected as u64);
@@ -520,7 +548,7 @@ mod page_token {
 
     /// `Some("")` for the first page, `None` for a token we never issued.
     pub fn decode(token: &str) -> Option<String> {
-        if token.len() % 2 != 0 {
+        if !token.len().is_multiple_of(2) {
             return None;
         }
         let bytes: Option<Vec<u8>> =

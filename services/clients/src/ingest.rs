@@ -172,23 +172,24 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let p = erp(&["WAW"]);
-        let cases: Vec<(Box<dyn FnMut(&mut TransactionLine)>, &str)> = vec![
-            (Box::new(|l| l.client_id = "C9".into()), "client_id"),
-            (Box::new(|l| l.product_id = "P9".into()), "product_id"),
-            (Box::new(|l| l.employee_id = "E9".into()), "employee_id"),
-            (Box::new(|l| l.branch_id = "KRK".into()), "branch_id"),
-            (Box::new(|l| l.branch_id = "GDN".into()), "branch_id"),
-            (Box::new(|l| l.amount = None), "amount"),
-            (Box::new(|l| l.amount = Some(Money { minor_units: -5, currency: "PLN".into() })), "amount.minor_units"),
-            (Box::new(|l| l.amount = Some(Money { minor_units: 0, currency: "PLN".into() })), "amount.minor_units"),
-            (Box::new(|l| l.amount = Some(Money { minor_units: 5, currency: "EUR".into() })), "amount.currency"),
-            (Box::new(|l| l.business_date = Some(Date { year: 2026, month: 11, day: 26 })), "business_date"),
-            (Box::new(|l| l.business_date = Some(Date { year: 2026, month: 2, day: 30 })), "business_date"),
-            (Box::new(|l| l.id = "bad id".into()), "id"),
-            (Box::new(|l| l.kind = 7), "kind"),
+        type Edit = fn(&mut TransactionLine);
+        let cases: [(Edit, &str); 13] = [
+            (|l| l.client_id = "C9".into(), "client_id"),
+            (|l| l.product_id = "P9".into(), "product_id"),
+            (|l| l.employee_id = "E9".into(), "employee_id"),
+            (|l| l.branch_id = "KRK".into(), "branch_id"),
+            (|l| l.branch_id = "GDN".into(), "branch_id"),
+            (|l| l.amount = None, "amount"),
+            (|l| l.amount = Some(Money { minor_units: -5, currency: "PLN".into() }), "amount.minor_units"),
+            (|l| l.amount = Some(Money { minor_units: 0, currency: "PLN".into() }), "amount.minor_units"),
+            (|l| l.amount = Some(Money { minor_units: 5, currency: "EUR".into() }), "amount.currency"),
+            (|l| l.business_date = Some(Date { year: 2026, month: 11, day: 26 }), "business_date"),
+            (|l| l.business_date = Some(Date { year: 2026, month: 2, day: 30 }), "business_date"),
+            (|l| l.id = "bad id".into(), "id"),
+            (|l| l.kind = 7, "kind"),
         ];
-        for (mut edit, field) in cases {
-            let ruling = rule_one(&mut edit, &p);
+        for (edit, field) in cases {
+            let ruling = rule_one(edit, &p);
             assert!(ruling.accepted.is_empty(), "{field} should be refused");
             assert_eq!(ruling.rejected[0].field, field, "{:?}", ruling.rejected[0].reason);
         }

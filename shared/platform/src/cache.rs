@@ -195,11 +195,14 @@ impl RedisCache {
     }
 }
 
+/// Prefixed key -> (value, expiry).
+type Entries = HashMap<String, (Vec<u8>, Instant)>;
+
 /// A process-local cache for development and single-node use.
 #[derive(Clone, Debug)]
 pub struct InProcessCache {
     prefix: Arc<str>,
-    entries: Arc<Mutex<HashMap<String, (Vec<u8>, Instant)>>>,
+    entries: Arc<Mutex<Entries>>,
 }
 
 impl InProcessCache {
@@ -207,7 +210,7 @@ impl InProcessCache {
         InProcessCache { prefix: prefix.into(), entries: Arc::default() }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Vec<u8>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // A poisoned map only means a panic elsewhere mid-insert; the data is still a cache.
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -5,20 +5,21 @@
 //! URLs come from `BRANCHSCORE_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`, the server to create test
 //! databases on) and `BRANCHSCORE_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`).
+use branchscore_platform::Role;
 use branchscore_platform::auth::{AuthConfig, TokenIssuer};
 use branchscore_platform::config::{DatabaseConfig, RedisConfig, ServerConfig};
 use branchscore_platform::service::PlatformConfig;
 use branchscore_platform::shutdown::CancellationToken;
-use branchscore_platform::Role;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 pub fn database_server_url() -> String {
-    std::env::var("BRANCHSCORE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("BRANCHSCORE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn redis_url() -> String {
@@ -53,7 +54,11 @@ impl TestEnv {
             ..PlatformConfig::default()
         };
         TestEnv {
-            database: DatabaseConfig { url: format!("{base}/{database_name}"), max_connections: 8, ..DatabaseConfig::local("x") },
+            database: DatabaseConfig {
+                url: format!("{base}/{database_name}"),
+                max_connections: 8,
+                ..DatabaseConfig::local("x")
+            },
             issuer: TokenIssuer::new(&platform.auth),
             platform,
             shutdown: CancellationToken::new(),

@@ -32,9 +32,10 @@ pub struct LoadReport {
 }
 
 fn bar(len: usize, message: &'static str) -> ProgressBar {
-    let style = ProgressStyle::with_template("{msg:>14} [{bar:40.cyan/blue}] {human_pos}/{human_len} {per_sec} eta {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{msg:>14} [{bar:40.cyan/blue}] {human_pos}/{human_len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
     ProgressBar::new(len as u64).with_style(style).with_message(message)
 }
 
@@ -46,7 +47,9 @@ pub async fn load(clients: &Clients, retry: &RetryPolicy, network: &Network) -> 
         "master data",
     );
     let request = BatchUpsertBranchesRequest { branches: network.branches.clone() };
-    retry.call_idempotent(|| call(clients, &request, |mut c, r| async move { c.batch_upsert_branches(r).await })).await?;
+    retry
+        .call_idempotent(|| call(clients, &request, |mut c, r| async move { c.batch_upsert_branches(r).await }))
+        .await?;
     master.inc(network.branches.len() as u64);
     // Team leads first: a sales person's team lead must already exist.
     let (leads, others): (Vec<_>, Vec<_>) = network.employees.iter().cloned().partition(|e| e.team_lead_id.is_empty());
@@ -54,16 +57,18 @@ pub async fn load(clients: &Clients, retry: &RetryPolicy, network: &Network) -> 
         for chunk in employees.chunks(BATCH) {
             let request = BatchUpsertEmployeesRequest { employees: chunk.to_vec() };
             retry
-                .call_idempotent(|| call(clients, &request, |mut c, r| async move { c.batch_upsert_employees(r).await }))
+                .call_idempotent(|| {
+                    call(clients, &request, |mut c, r| async move { c.batch_upsert_employees(r).await })
+                })
                 .await?;
             master.inc(chunk.len() as u64);
         }
     }
-    let request = BatchUpsertProductsRequest {
-        product_lines: network.product_lines.clone(),
-        products: network.products.clone(),
-    };
-    retry.call_idempotent(|| call(clients, &request, |mut c, r| async move { c.batch_upsert_products(r).await })).await?;
+    let request =
+        BatchUpsertProductsRequest { product_lines: network.product_lines.clone(), products: network.products.clone() };
+    retry
+        .call_idempotent(|| call(clients, &request, |mut c, r| async move { c.batch_upsert_products(r).await }))
+        .await?;
     master.inc(network.products.len() as u64);
     for chunk in network.clients.chunks(BATCH) {
         let request = BatchUpsertClientsRequest { clients: chunk.to_vec() };
@@ -98,10 +103,8 @@ fn call<Req: Clone, Fut>(clients: &Clients, request: &Req, rpc: impl FnOnce(Clie
 
 /// One client stream carrying `lines`; the reply arrives once they are committed.
 async fn import(clients: &Clients, lines: &[TransactionLine]) -> anyhow::Result<ImportTransactionsResponse> {
-    let messages: Vec<ImportTransactionsRequest> = lines
-        .chunks(LINES_PER_MESSAGE)
-        .map(|chunk| ImportTransactionsRequest { lines: chunk.to_vec() })
-        .collect();
+    let messages: Vec<ImportTransactionsRequest> =
+        lines.chunks(LINES_PER_MESSAGE).map(|chunk| ImportTransactionsRequest { lines: chunk.to_vec() }).collect();
     Ok(clients.clone().import_transactions(tokio_stream::iter(messages)).await?.into_inner())
 }
 

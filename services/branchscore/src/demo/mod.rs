@@ -72,7 +72,8 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
     );
     let network = network::generate(&spec);
     let issuer = TokenIssuer::new(&config.auth);
-    let erp_token = issuer.mint("demo-erp", Role::ErpIntegration, &[ALL_BRANCHES.to_owned()], Duration::from_secs(3600))?;
+    let erp_token =
+        issuer.mint("demo-erp", Role::ErpIntegration, &[ALL_BRANCHES.to_owned()], Duration::from_secs(3600))?;
     let client_config = ClientConfig { request_timeout_ms: Duration::from_secs(120), ..ClientConfig::default() };
     let channel = client::channel(&target, &client_config)?;
     client::wait_serving(channel.clone(), Duration::from_secs(60)).await?;

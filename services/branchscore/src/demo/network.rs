@@ -98,8 +98,11 @@ const CITIES: [(&str, &str, &str); 12] = [
     ("TOR", "Toruń", "kujawsko-pomorskie"),
 ];
 
-/// Product lines with their products and typical unit price in minor units.
-const CATALOGUE: [(&str, &str, &[(&str, i64)]); 5] = [
+/// (id, name, products with their typical order value in minor units).
+type CatalogueLine = (&'static str, &'static str, &'static [(&'static str, i64)]);
+
+/// Product lines with their products.
+const CATALOGUE: [CatalogueLine; 5] = [
     ("PL-PRINT", "Printing", &[("Business cards", 18_000), ("Brochures", 95_000), ("Large format", 240_000)]),
     ("PL-PACK", "Packaging", &[("Cardboard boxes", 62_000), ("Labels", 21_000), ("Gift packaging", 48_000)]),
     ("PL-OFFICE", "Office supplies", &[("Paper", 12_000), ("Toner", 39_000), ("Stationery", 8_500)]),
@@ -284,13 +287,22 @@ impl History<'_> {
                 for item in 0..items {
                     let (product, price) = &self.prices[favourites[rng.random_range(0..favourites.len())]];
                     let amount = (*price as f64 * size * season * rng.random_range(0.6..1.4)).round() as i64;
-                    let line = self.line(format!("{document_id}-{}", item + 1), &document_id, client, product, seller, date, amount);
+                    let line = self.line(
+                        format!("{document_id}-{}", item + 1),
+                        &document_id,
+                        client,
+                        product,
+                        seller,
+                        date,
+                        amount,
+                    );
                     // About one line in forty comes back within a month.
                     if rng.random_bool(0.025) {
                         let back = (date + chrono::Days::new(rng.random_range(3..30))).min(self.spec.as_of);
                         let refund = -(amount / rng.random_range(1..=3));
                         let id = format!("{}-R", line.id);
-                        let mut returned = self.line(id, &format!("{document_id}-R"), client, product, seller, back, refund);
+                        let mut returned =
+                            self.line(id, &format!("{document_id}-R"), client, product, seller, back, refund);
                         returned.kind = LineKind::Return as i32;
                         out.push(line);
                         out.push(returned);

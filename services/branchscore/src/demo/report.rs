@@ -13,7 +13,7 @@ pub fn money(minor_units: i64) -> String {
     let whole = (units / 100).to_string();
     let mut grouped = String::new();
     for (i, digit) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
             grouped.push(' ');
         }
         grouped.push(digit);
@@ -56,7 +56,12 @@ pub fn loading(network: &Network, report: &LoadReport, seconds: f64, currency: &
         "  the first stream sent again: {} accepted, {} duplicates (a retried import changes nothing)",
         report.resend.accepted, report.resend.duplicates
     );
-    let _ = writeln!(out, "  {} broken lines sent on purpose, {} refused:", report.broken.rejections.len(), report.broken.rejected);
+    let _ = writeln!(
+        out,
+        "  {} broken lines sent on purpose, {} refused:",
+        report.broken.rejections.len(),
+        report.broken.rejected
+    );
     for rejection in &report.broken.rejections {
         let _ = writeln!(out, "    {:<16} {:<20} {}", rejection.id, rejection.field, rejection.reason);
     }
