@@ -311,10 +311,24 @@ mod tests {
         let (issuer, auth) = pair();
         let hq = issuer.mint("hq", Role::HqAnalyst, &[], Duration::from_secs(60)).expect("mint");
         assert_eq!(auth.verify(&hq).expect("valid").branch_filter(), None);
-        let greedy = issuer.mint("x", Role::BranchStaff, &["*".into()], Duration::from_secs(60)).expect("mint");
-        assert!(auth.verify(&greedy).is_err());
-        let empty = issuer.mint("x", Role::BranchManager, &[], Duration::from_secs(60)).expect("mint");
-        assert!(auth.verify(&empty).is_err());
+        // The issuer refuses such tokens; one signed elsewhere is refused by the verifier.
+        assert!(issuer.mint("x", Role::BranchStaff, &["*".into()], Duration::from_secs(60)).is_err());
+        assert!(issuer.mint("x", Role::BranchManager, &[], Duration::from_secs(60)).is_err());
+        let signed = |role: Role, branches: Vec<String>| {
+            let now = jsonwebtoken::get_current_timestamp();
+            let claims = Claims {
+                sub: "x".into(),
+                role,
+                branches,
+                iss: "branchscore".into(),
+                aud: "branchscore".into(),
+                iat: now,
+                exp: now + 60,
+            };
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &issuer.key).expect("encode")
+        };
+        assert!(auth.verify(&signed(Role::BranchStaff, vec!["*".into()])).is_err());
+        assert!(auth.verify(&signed(Role::BranchManager, Vec::new())).is_err());
     }
 
     #[test]

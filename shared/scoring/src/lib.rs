@@ -31,6 +31,7 @@
 
 pub mod abc;
 pub mod basket;
+pub mod batch;
 pub mod clustering;
 pub mod lifecycle;
 pub mod maturity;

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::abc::AbcThresholds;
+use crate::clustering::ClusteringSettings;
 use crate::score::ScoreSettings;
 use crate::xyz::XyzThresholds;
 
@@ -66,6 +67,8 @@ pub struct ScoringSettings {
     pub lifecycle_period_months: u32,
     /// Client score weights, component mappings and bands.
     pub score: ScoreSettings,
+    /// Behavioural clusters (k-means).
+    pub clustering: ClusteringSettings,
 }
 
 impl Default for ScoringSettings {
@@ -76,6 +79,7 @@ impl Default for ScoringSettings {
             xyz: XyzThresholds::default(),
             lifecycle_period_months: 3,
             score: ScoreSettings::default(),
+            clustering: ClusteringSettings::default(),
         }
     }
 }
@@ -90,6 +94,11 @@ impl ScoringSettings {
         self.abc.collect_violations("abc", &mut out);
         self.xyz.collect_violations("xyz", &mut out);
         self.score.collect_violations("score", &mut out);
+        if let Err(InvalidSettings(violations)) = self.clustering.validate() {
+            out.extend(
+                violations.into_iter().map(|v| FieldViolation { field: format!("clustering.{}", v.field), ..v }),
+            );
+        }
         into_result(out)
     }
 }
