@@ -2,7 +2,11 @@
 //! `protoc`, so building needs no system protobuf compiler.
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["branchscore/common/v1/common.proto", "branchscore/clients/v1/clients.proto"];
+const PROTOS: &[&str] = &[
+    "branchscore/common/v1/common.proto",
+    "branchscore/clients/v1/clients.proto",
+    "branchscore/clients/v1/scoring.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");

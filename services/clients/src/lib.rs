@@ -2,7 +2,12 @@
 //! client score read path (`branchscore.clients.v1`).
 
 pub mod api;
+pub mod explain;
 pub mod ingest;
+pub mod nightly;
+pub mod recompute;
+pub mod scoring_api;
+pub mod settings;
 pub mod store;
 
 use branchscore_platform::config::{DatabaseConfig, ServerConfig};
@@ -10,8 +15,12 @@ use branchscore_platform::server::ServerBuilder;
 use branchscore_platform::service::{self, PlatformConfig, RunningService, ServiceSpec};
 use branchscore_platform::shutdown::CancellationToken;
 use branchscore_proto::clients::v1::clients_service_server::ClientsServiceServer;
+use branchscore_proto::clients::v1::scoring_service_server::ScoringServiceServer;
+use recompute::Recompute;
+use scoring_api::ScoringApi;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use tonic::service::interceptor::InterceptedService;
 
 /// The service's schema migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -25,6 +34,8 @@ pub struct Config {
     /// How long a score stays in the cache; the recompute overwrites it anyway.
     #[serde(with = "branchscore_platform::config::millis")]
     pub score_cache_ttl_ms: Duration,
+    /// Local time (company zone) of the nightly recompute, e.g. "02:30"; empty disables it.
+    pub recompute_at: String,
 }
 
 impl Default for Config {
@@ -33,6 +44,7 @@ impl Default for Config {
             server: ServerConfig { listen: ([127, 0, 0, 1], 50051).into(), ..ServerConfig::default() },
             database: DatabaseConfig::local("branchscore_clients"),
             score_cache_ttl_ms: Duration::from_secs(36 * 3600),
+            recompute_at: "02:30".into(),
         }
     }
 }
@@ -45,15 +57,30 @@ pub async fn run(
 ) -> anyhow::Result<RunningService> {
     let spec = ServiceSpec { name: "clients", server: &config.server, database: &config.database, migrator: &MIGRATOR };
     let ttl = config.score_cache_ttl_ms;
+    let nightly_at = nightly::parse_time(&config.recompute_at)?;
+    let nightly_shutdown = shutdown.clone();
     service::launch(
         spec,
         platform,
         |context| {
             let max = context.server.max_message_bytes;
+            let recompute = Recompute {
+                pool: context.pool.clone(),
+                cache: context.cache.clone(),
+                currency: context.company.currency.clone(),
+                score_cache_ttl: ttl,
+            };
+            if let Some(at) = nightly_at {
+                tokio::spawn(nightly::schedule(recompute.clone(), context.company.clone(), at, nightly_shutdown));
+            }
+            let scoring = ScoringServiceServer::new(ScoringApi::new(recompute, context.company.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max);
             let api = api::ClientsApi::new(context.pool, context.cache, context.company, ttl);
-            let server = ClientsServiceServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max);
+            let clients = ClientsServiceServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max);
             ServerBuilder::new(context.server)
-                .add_service(tonic::service::interceptor::InterceptedService::new(server, context.authenticator))
+                .add_service(InterceptedService::new(clients, context.authenticator.clone()))
+                .add_service(InterceptedService::new(scoring, context.authenticator))
         },
         shutdown,
     )

@@ -1,132 +1,14 @@
 //! The clients service over real gRPC on 127.0.0.1 against real Postgres and Redis.
+use branchscore_clients::store::ScoreRow;
 use branchscore_platform::Role;
-use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
 use branchscore_proto::clients::v1::*;
-use branchscore_proto::common::v1::{
-    AbcClass, ClientKind, Date, EmployeeRole, LifecycleStatus, Money, SizeBand, XyzClass,
-};
+use branchscore_proto::common::v1::{AbcClass, LifecycleStatus, Money, XyzClass};
 use branchscore_testkit::{TestEnv, authorized};
-use std::net::SocketAddr;
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
-struct Harness {
-    env: TestEnv,
-    addr: SocketAddr,
-    client: ClientsServiceClient<Channel>,
-    admin: String,
-}
-
-async fn start_with(env: TestEnv, config: branchscore_clients::Config) -> Harness {
-    let running = branchscore_clients::run(&config, &env.platform, env.shutdown.clone()).await.expect("service starts");
-    branchscore_testkit::wait_serving(running.addr).await;
-    let client = ClientsServiceClient::new(branchscore_testkit::channel(running.addr).await);
-    let admin = env.token(Role::Admin, &[]);
-    Harness { addr: running.addr, client, admin, env }
-}
-
-async fn start() -> Harness {
-    let env = TestEnv::new();
-    let config =
-        branchscore_clients::Config { server: env.server(), database: env.database.clone(), ..Default::default() };
-    start_with(env, config).await
-}
-
-fn date(year: i32, month: i32, day: i32) -> Option<Date> {
-    Some(Date { year, month, day })
-}
-
-fn client(id: &str, branch: &str, owner: &str) -> Client {
-    Client {
-        id: id.into(),
-        name: format!("Client {id}"),
-        kind: ClientKind::B2b as i32,
-        industry: "retail".into(),
-        size_band: SizeBand::Small as i32,
-        region: "mazowieckie".into(),
-        founding_year: 2004,
-        branch_id: branch.into(),
-        owner_employee_id: owner.into(),
-        known_since: date(2024, 1, 15),
-        ..Default::default()
-    }
-}
-
-fn line(id: &str, client: &str, branch: &str, employee: &str, amount: i64) -> TransactionLine {
-    TransactionLine {
-        id: id.into(),
-        document_id: format!("DOC-{id}"),
-        client_id: client.into(),
-        product_id: "P-LOAN".into(),
-        amount: Some(Money { minor_units: amount, currency: "PLN".into() }),
-        business_date: date(2025, 6, 1),
-        branch_id: branch.into(),
-        employee_id: employee.into(),
-        kind: LineKind::Sale as i32,
-    }
-}
-
-/// Two branches, an employee each, a catalogue and a client each.
-async fn seed(h: &mut Harness) {
-    let admin = h.admin.clone();
-    let branches = vec![
-        Branch { id: "WAW".into(), name: "Warszawa".into(), region: "mazowieckie".into(), currency: "PLN".into() },
-        Branch { id: "KRK".into(), name: "Kraków".into(), region: "małopolskie".into(), currency: "PLN".into() },
-    ];
-    h.client
-        .batch_upsert_branches(authorized(&admin, BatchUpsertBranchesRequest { branches }))
-        .await
-        .expect("branches");
-    let employees = vec![
-        Employee {
-            id: "E-WAW".into(),
-            branch_id: "WAW".into(),
-            full_name: "Anna Nowak".into(),
-            role: EmployeeRole::Sales as i32,
-            team_lead_id: String::new(),
-            active: true,
-        },
-        Employee {
-            id: "E-KRK".into(),
-            branch_id: "KRK".into(),
-            full_name: "Jan Kowalski".into(),
-            role: EmployeeRole::Sales as i32,
-            team_lead_id: String::new(),
-            active: true,
-        },
-    ];
-    h.client
-        .batch_upsert_employees(authorized(&admin, BatchUpsertEmployeesRequest { employees }))
-        .await
-        .expect("employees");
-    let products = BatchUpsertProductsRequest {
-        product_lines: vec![ProductLine { id: "PL-CREDIT".into(), name: "Credit".into() }],
-        products: vec![Product {
-            id: "P-LOAN".into(),
-            product_line_id: "PL-CREDIT".into(),
-            name: "Business loan".into(),
-        }],
-    };
-    h.client.batch_upsert_products(authorized(&admin, products)).await.expect("products");
-    let clients = vec![client("C-WAW-1", "WAW", "E-WAW"), client("C-KRK-1", "KRK", "E-KRK")];
-    let reply = h
-        .client
-        .batch_upsert_clients(authorized(&admin, BatchUpsertClientsRequest { clients }))
-        .await
-        .expect("clients");
-    assert_eq!(reply.get_ref().created_count, 2);
-}
-
-async fn count(h: &Harness, table: &str) -> i64 {
-    let pool = sqlx::PgPool::connect(&h.env.database.url).await.expect("pool");
-    let n = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    pool.close().await;
-    n
-}
+mod common;
+use common::*;
 
 fn sample_score(client_id: &str, branch: &str) -> ClientScore {
     ClientScore {
@@ -151,7 +33,13 @@ fn sample_score(client_id: &str, branch: &str) -> ClientScore {
         window_revenue: Some(Money { minor_units: 1_234_500, currency: "PLN".into() }),
         settings_version: 1,
         compute_time: None,
+        ..ClientScore::default()
     }
+}
+
+async fn save_scores(pool: &sqlx::PgPool, scores: &[ClientScore]) {
+    let rows: Vec<ScoreRow> = scores.iter().map(ScoreRow::from).collect();
+    branchscore_clients::store::upsert_scores(pool, None, &rows).await.expect("save scores");
 }
 
 #[tokio::test]
@@ -380,9 +268,7 @@ async fn a_branch_never_reads_or_writes_another_branch() {
 
     // Scores: the KRK score is invisible to WAW staff, through Postgres and through the cache.
     let pool = sqlx::PgPool::connect(&h.env.database.url).await.expect("pool");
-    branchscore_clients::store::save_scores(&pool, &[sample_score("C-WAW-1", "WAW"), sample_score("C-KRK-1", "KRK")])
-        .await
-        .expect("scores");
+    save_scores(&pool, &[sample_score("C-WAW-1", "WAW"), sample_score("C-KRK-1", "KRK")]).await;
     for _ in 0..2 {
         let err = c
             .get_client_score(authorized(&staff, GetClientScoreRequest { client_id: "C-KRK-1".into() }))
@@ -460,7 +346,7 @@ async fn scores_are_served_from_redis_and_from_postgres_when_redis_is_down() {
     let mut h = start_with(env, config).await;
     seed(&mut h).await;
     let pool = sqlx::PgPool::connect(&h.env.database.url).await.expect("pool");
-    branchscore_clients::store::save_scores(&pool, &[sample_score("C-WAW-1", "WAW")]).await.expect("save");
+    save_scores(&pool, &[sample_score("C-WAW-1", "WAW")]).await;
     let admin = h.admin.clone();
     let ask = || authorized(&admin, GetClientScoreRequest { client_id: "C-WAW-1".into() });
 
@@ -473,7 +359,8 @@ async fn scores_are_served_from_redis_and_from_postgres_when_redis_is_down() {
     assert!(cached.is_some(), "the miss filled the cache");
 
     // Hit: served from Redis even though Postgres now says otherwise.
-    sqlx::query("UPDATE client_scores SET score = 10, score_class = 'basic'").execute(&pool).await.expect("update");
+    let changed = ClientScore { score: 10.0, score_class: "basic".into(), ..sample_score("C-WAW-1", "WAW") };
+    save_scores(&pool, &[changed]).await;
     let hit = h.client.get_client_score(ask()).await.expect("hit").into_inner().score.expect("score");
     assert_eq!(hit.score, 72.5);
 

@@ -1,7 +1,14 @@
 //! Postgres access for the clients service. Every read takes the caller's
 //! branch filter (`None` = whole network) so scope is enforced in SQL.
-use branchscore_proto::clients::v1::{Branch, Client, ClientScore, Employee, Product, ProductLine, ScoreComponent};
-use branchscore_proto::common::v1::{Date, Money};
+mod aggregates;
+mod scores;
+pub mod settings;
+
+pub use aggregates::*;
+pub use scores::*;
+
+use branchscore_proto::clients::v1::{Branch, Client, Employee, Product, ProductLine};
+use branchscore_proto::common::v1::Date;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use std::collections::{HashMap, HashSet};
@@ -350,114 +357,6 @@ pub async fn insert_transaction_lines(
     .execute(&mut **tx)
     .await?;
     Ok(result.rows_affected())
-}
-
-/// Stored scores of `ids` within `scope`.
-pub async fn scores_by_ids(pool: &PgPool, ids: &[String], scope: Option<&[String]>) -> sqlx::Result<Vec<ClientScore>> {
-    let rows = sqlx::query(
-        "SELECT s.*, c.branch_id FROM client_scores s JOIN clients c ON c.id = s.client_id
-         WHERE s.client_id = ANY($1) AND ($2::text[] IS NULL OR c.branch_id = ANY($2))",
-    )
-    .bind(ids)
-    .bind(scope)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let components: sqlx::types::Json<Vec<StoredComponent>> = row.try_get("components")?;
-            Ok(ClientScore {
-                client_id: row.try_get("client_id")?,
-                branch_id: row.try_get("branch_id")?,
-                as_of: Some(Date::from(row.try_get::<NaiveDate, _>("as_of")?)),
-                score: row.try_get("score")?,
-                score_class: row.try_get("score_class")?,
-                abc_class: i32::from(row.try_get::<i16, _>("abc_class")?),
-                xyz_class: i32::from(row.try_get::<i16, _>("xyz_class")?),
-                rfm_code: row.try_get("rfm_code")?,
-                rfm_segment: row.try_get("rfm_segment")?,
-                lifecycle_status: i32::from(row.try_get::<i16, _>("lifecycle_status")?),
-                components: components.0.into_iter().map(ScoreComponent::from).collect(),
-                window_revenue: Some(Money {
-                    minor_units: row.try_get("window_revenue_minor")?,
-                    currency: row.try_get("currency")?,
-                }),
-                settings_version: row.try_get("settings_version")?,
-                compute_time: Some(timestamp(row.try_get("computed_at")?)),
-            })
-        })
-        .collect()
-}
-
-/// How score components are kept in the `components` jsonb column.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct StoredComponent {
-    component: String,
-    weight: f64,
-    effective_weight: f64,
-    component_score: f64,
-    contribution: f64,
-    present: bool,
-}
-
-impl From<StoredComponent> for ScoreComponent {
-    fn from(c: StoredComponent) -> Self {
-        ScoreComponent {
-            component: c.component,
-            weight: c.weight,
-            effective_weight: c.effective_weight,
-            component_score: c.component_score,
-            contribution: c.contribution,
-            present: c.present,
-        }
-    }
-}
-
-impl From<&ScoreComponent> for StoredComponent {
-    fn from(c: &ScoreComponent) -> Self {
-        StoredComponent {
-            component: c.component.clone(),
-            weight: c.weight,
-            effective_weight: c.effective_weight,
-            component_score: c.component_score,
-            contribution: c.contribution,
-            present: c.present,
-        }
-    }
-}
-
-/// Writes the latest score of each client in bulk (one statement).
-pub async fn save_scores(pool: &PgPool, scores: &[ClientScore]) -> sqlx::Result<()> {
-    let components: Vec<sqlx::types::Json<Vec<StoredComponent>>> =
-        scores.iter().map(|s| sqlx::types::Json(s.components.iter().map(StoredComponent::from).collect())).collect();
-    let money = |s: &ClientScore| s.window_revenue.clone().unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO client_scores (client_id, as_of, score, score_class, abc_class, xyz_class, rfm_code,
-             rfm_segment, lifecycle_status, components, window_revenue_minor, currency, settings_version)
-         SELECT * FROM UNNEST($1::text[], $2::date[], $3::float8[], $4::text[], $5::smallint[], $6::smallint[],
-             $7::text[], $8::text[], $9::smallint[], $10::jsonb[], $11::bigint[], $12::text[], $13::bigint[])
-         ON CONFLICT (client_id) DO UPDATE SET as_of = EXCLUDED.as_of, score = EXCLUDED.score,
-             score_class = EXCLUDED.score_class, abc_class = EXCLUDED.abc_class, xyz_class = EXCLUDED.xyz_class,
-             rfm_code = EXCLUDED.rfm_code, rfm_segment = EXCLUDED.rfm_segment,
-             lifecycle_status = EXCLUDED.lifecycle_status, components = EXCLUDED.components,
-             window_revenue_minor = EXCLUDED.window_revenue_minor, currency = EXCLUDED.currency,
-             settings_version = EXCLUDED.settings_version, computed_at = now()",
-    )
-    .bind(scores.iter().map(|s| s.client_id.clone()).collect::<Vec<_>>())
-    .bind(scores.iter().map(|s| s.as_of.and_then(|d| d.to_naive()).unwrap_or_default()).collect::<Vec<_>>())
-    .bind(scores.iter().map(|s| s.score).collect::<Vec<_>>())
-    .bind(scores.iter().map(|s| s.score_class.clone()).collect::<Vec<_>>())
-    .bind(scores.iter().map(|s| s.abc_class as i16).collect::<Vec<_>>())
-    .bind(scores.iter().map(|s| s.xyz_class as i16).collect::<Vec<_>>())
-    .bind(scores.iter().map(|s| s.rfm_code.clone()).collect::<Vec<_>>())
-    .bind(scores.iter().map(|s| s.rfm_segment.clone()).collect::<Vec<_>>())
-    .bind(scores.iter().map(|s| s.lifecycle_status as i16).collect::<Vec<_>>())
-    .bind(components)
-    .bind(scores.iter().map(|s| money(s).minor_units).collect::<Vec<_>>())
-    .bind(scores.iter().map(|s| money(s).currency).collect::<Vec<_>>())
-    .bind(scores.iter().map(|s| s.settings_version).collect::<Vec<_>>())
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {

@@ -1,0 +1,86 @@
+//! `branchscore serve` recomputes the scores every night at a local time of
+//! the company's zone; a run already in progress elsewhere is left alone.
+use crate::recompute::{Recompute, RunLock};
+use branchscore_platform::config::CompanyConfig;
+use branchscore_platform::shutdown::CancellationToken;
+use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// `"02:30"` -> 02:30; empty -> no nightly run.
+pub fn parse_time(value: &str) -> anyhow::Result<Option<NaiveTime>> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    NaiveTime::parse_from_str(value.trim(), "%H:%M").map(Some).map_err(|_| {
+        anyhow::anyhow!("clients.recompute_at {value:?} is not a time like \"02:30\" (or empty to disable)")
+    })
+}
+
+/// The first moment after `now` when the local clock of `zone` shows `at`
+/// (on a day when `at` does not exist, e.g. in a spring-forward gap, the next day).
+pub fn next_run(now: DateTime<Utc>, zone: Tz, at: NaiveTime) -> DateTime<Utc> {
+    let mut day = now.with_timezone(&zone).date_naive();
+    loop {
+        if let Some(local) = zone.from_local_datetime(&day.and_time(at)).earliest() {
+            let utc = local.with_timezone(&Utc);
+            if utc > now {
+                return utc;
+            }
+        }
+        day = day.succ_opt().unwrap_or(day);
+    }
+}
+
+/// Runs the recompute every day at `at` until shutdown.
+pub async fn schedule(recompute: Recompute, company: CompanyConfig, at: NaiveTime, shutdown: CancellationToken) {
+    let Ok(zone) = company.zone() else { return };
+    loop {
+        let next = next_run(Utc::now(), zone, at);
+        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        tracing::info!(%next, "next nightly recompute");
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let Ok(today) = company.today() else { return };
+        match RunLock::acquire(&recompute.pool).await {
+            Ok(lock) => {
+                let mut quiet = |_, _, _| {};
+                if let Err(err) = recompute.run(lock, today, "nightly", &mut quiet).await {
+                    tracing::error!(error = %err, "nightly recompute failed");
+                }
+            }
+            Err(err) => tracing::info!(reason = %err, "nightly recompute skipped"),
+        }
+        // Never twice in the same minute, even if the run was instant.
+        tokio::time::sleep(Duration::seconds(61).to_std().unwrap_or_default()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+    }
+
+    #[test]
+    fn next_run_is_the_next_local_time_in_the_company_zone() {
+        let at = NaiveTime::from_hms_opt(2, 30, 0).expect("time");
+        let warsaw: Tz = "Europe/Warsaw".parse().expect("zone");
+        // 26 Nov, 00:00 UTC = 01:00 in Warsaw (CET): 02:30 local is 01:30 UTC the same day.
+        assert_eq!(next_run(utc("2026-11-26T00:00:00Z"), warsaw, at), utc("2026-11-26T01:30:00Z"));
+        // Just after it: the next day.
+        assert_eq!(next_run(utc("2026-11-26T01:30:00Z"), warsaw, at), utc("2026-11-27T01:30:00Z"));
+        // 29 March 2026: 02:00-03:00 does not exist in Warsaw, so 02:30 comes on the 30th (CEST, UTC+2).
+        assert_eq!(next_run(utc("2026-03-28T02:00:00Z"), warsaw, at), utc("2026-03-30T00:30:00Z"));
+    }
+
+    #[test]
+    fn times_parse_or_explain_themselves() {
+        assert_eq!(parse_time("").expect("empty"), None);
+        assert_eq!(parse_time("02:30").expect("time"), NaiveTime::from_hms_opt(2, 30, 0));
+        assert!(parse_time("2.30am").expect_err("bad").to_string().contains("recompute_at"));
+    }
+}

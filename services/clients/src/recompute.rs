@@ -1,0 +1,285 @@
+//! The scoring batch as of a date: aggregate in Postgres, classify in Rust
+//! (`branchscore_scoring::batch`), write scores and changed history in one
+//! transaction, refresh the cache. One run at a time across all replicas
+//! (a Postgres advisory lock held on a connection of its own).
+use crate::explain::{self, ScoreContext};
+use crate::store::{self, MonthlyActivity, RunOutcome, ScoreRow};
+use branchscore_platform::cache::Cache;
+use branchscore_platform::{AppError, AppResult};
+use branchscore_proto::clients::v1::{RecomputePhase, RecomputeSummary};
+use branchscore_proto::common::v1::Date;
+use branchscore_scoring::batch::{self, ClientFacts};
+use branchscore_scoring::window::{AnalysisWindow, LifecyclePeriods};
+use chrono::NaiveDate;
+use sqlx::{Connection, PgConnection, PgPool};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Advisory lock key of the recompute ("BSRECOMP").
+const LOCK_KEY: i64 = 0x4253_5245_434f_4d50;
+/// Clients per write statement and per cache pipeline.
+const CHUNK: usize = 5_000;
+
+/// Receives (phase, done, total) as the run advances.
+pub trait Progress: Send {
+    fn report(&mut self, phase: RecomputePhase, done: u64, total: u64);
+}
+
+impl<F: FnMut(RecomputePhase, u64, u64) + Send> Progress for F {
+    fn report(&mut self, phase: RecomputePhase, done: u64, total: u64) {
+        self(phase, done, total)
+    }
+}
+
+/// What a run needs from the service.
+#[derive(Debug, Clone)]
+pub struct Recompute {
+    pub pool: PgPool,
+    pub cache: Cache,
+    pub currency: String,
+    pub score_cache_ttl: Duration,
+}
+
+impl Recompute {
+    /// Runs the batch as of `as_of` under `lock`.
+    pub async fn run(
+        &self,
+        lock: RunLock,
+        as_of: NaiveDate,
+        requested_by: &str,
+        progress: &mut impl Progress,
+    ) -> AppResult<RecomputeSummary> {
+        let started = Instant::now();
+        let stored = store::settings::effective(&self.pool, as_of).await?;
+        let settings = stored.settings;
+        let window = AnalysisWindow::as_of(as_of, settings.window_months).map_err(AppError::internal)?;
+        let periods = LifecyclePeriods::as_of(as_of, settings.lifecycle_period_months).map_err(AppError::internal)?;
+        let run_id = store::start_run(&self.pool, as_of, stored.version, requested_by).await?;
+        tracing::info!(run_id, %as_of, settings_version = stored.version, "recompute started");
+
+        let population = store::population(&self.pool, as_of).await?;
+        let total = population.len() as u64;
+        let index: HashMap<&str, usize> = population.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
+        let empty = ClientFacts { monthly_revenue: vec![0; window.month_count()], ..ClientFacts::default() };
+        let mut facts = vec![empty; population.len()];
+        progress.report(RecomputePhase::Aggregating, 0, total);
+        let mut folded = 0u64;
+        store::monthly_activity(&self.pool, as_of, |row| {
+            if let Some(&i) = index.get(row.client_id.as_str()) {
+                fold(&mut facts[i], &row, &window, &periods);
+            }
+            folded += 1;
+            if folded.is_multiple_of(100_000) {
+                progress.report(RecomputePhase::Aggregating, folded, 0);
+            }
+        })
+        .await?;
+        let breadth = store::product_line_breadth(&self.pool, window.start(), window.end()).await?;
+        for (client, lines) in breadth {
+            if let Some(&i) = index.get(client.as_str()) {
+                facts[i].product_lines = lines;
+            }
+        }
+        progress.report(RecomputePhase::Aggregating, total, total);
+
+        progress.report(RecomputePhase::Classifying, 0, total);
+        let context =
+            ScoreContext { as_of, settings_version: stored.version, currency: &self.currency, compute_time: now() };
+        let currency = self.currency.clone();
+        let (rows, profiles, clustering) = {
+            let population = population.clone();
+            let compute_time = context.compute_time;
+            let version = context.settings_version;
+            tokio::task::spawn_blocking(move || -> AppResult<_> {
+                let evaluation = batch::evaluate(as_of, &settings, &facts).map_err(AppError::internal)?;
+                let context = ScoreContext { as_of, settings_version: version, currency: &currency, compute_time };
+                let rows: Vec<ScoreRow> = population
+                    .iter()
+                    .zip(&evaluation.clients)
+                    .map(|(client, e)| {
+                        ScoreRow::from(&explain::client_score(&client.id, &client.branch_id, e, &context))
+                    })
+                    .collect();
+                let profiles = evaluation
+                    .clustering
+                    .as_ref()
+                    .map(|c| explain::cluster_profiles(&c.profiles, &currency))
+                    .unwrap_or_default();
+                let clustering =
+                    evaluation.clustering.as_ref().map_or((0, 0.0), |c| (c.k, c.silhouette.unwrap_or(0.0)));
+                Ok((rows, profiles, clustering))
+            })
+            .await
+            .map_err(AppError::internal)??
+        };
+        progress.report(RecomputePhase::Classifying, total, total);
+
+        let mut tx = self.pool.begin().await?;
+        let mut changed = 0u64;
+        let mut written = 0u64;
+        for chunk in rows.chunks(CHUNK) {
+            changed += store::append_changed_history(&mut tx, run_id, chunk).await?;
+            store::upsert_scores(&mut *tx, Some(run_id), chunk).await?;
+            written += chunk.len() as u64;
+            progress.report(RecomputePhase::Writing, written, total);
+        }
+        store::insert_cluster_profiles(&mut tx, run_id, &profiles).await?;
+        let outcome = RunOutcome {
+            clients: total as i64,
+            changed: changed as i64,
+            clusters: i32::try_from(clustering.0).unwrap_or(i32::MAX),
+            silhouette: clustering.1,
+        };
+        store::finish_run(&mut tx, run_id, outcome).await?;
+        tx.commit().await?;
+
+        // Postgres holds the truth now; the cache only has to catch up.
+        let mut cached = 0u64;
+        for chunk in rows.chunks(CHUNK) {
+            let entries: Vec<(String, Vec<u8>)> =
+                chunk.iter().map(|r| (crate::api::score_key(&r.client_id), r.record.clone())).collect();
+            self.cache.set_many(&entries, self.score_cache_ttl).await;
+            cached += chunk.len() as u64;
+            progress.report(RecomputePhase::Caching, cached, total);
+        }
+        let summary = RecomputeSummary {
+            run_id,
+            as_of: Some(Date::from(as_of)),
+            settings_version: stored.version,
+            clients: outcome.clients,
+            changed: outcome.changed,
+            clusters: outcome.clusters,
+            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        };
+        tracing::info!(
+            run_id,
+            clients = summary.clients,
+            changed = summary.changed,
+            ms = summary.duration_ms,
+            "recompute finished"
+        );
+        metrics::histogram!("recompute_duration_seconds").record(started.elapsed().as_secs_f64());
+        lock.release().await;
+        Ok(summary)
+    }
+}
+
+/// The right to run the batch, across all replicas: a Postgres advisory lock
+/// held on a connection outside the pool, so it goes away with the
+/// connection however the run ends.
+#[derive(Debug)]
+pub struct RunLock(PgConnection);
+
+impl RunLock {
+    /// FAILED_PRECONDITION when another run holds it.
+    pub async fn acquire(pool: &PgPool) -> AppResult<RunLock> {
+        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LOCK_KEY).fetch_one(&mut conn).await?;
+        if !locked {
+            let _ = conn.close().await;
+            return Err(AppError::failed_precondition(
+                "a recompute is already running; try again when it has finished",
+            ));
+        }
+        Ok(RunLock(conn))
+    }
+
+    async fn release(self) {
+        // Closing the session releases its advisory locks.
+        let _ = self.0.close().await;
+    }
+}
+
+/// Adds one month of a client's activity to its facts.
+fn fold(facts: &mut ClientFacts, row: &MonthlyActivity, window: &AnalysisWindow, periods: &LifecyclePeriods) {
+    if let Some(slot) = window.month_index(row.month).and_then(|i| facts.monthly_revenue.get_mut(i)) {
+        *slot = slot.saturating_add(row.revenue);
+        facts.window_transactions =
+            facts.window_transactions.saturating_add(u32::try_from(row.documents).unwrap_or(u32::MAX));
+        facts.first_in_window = earliest(facts.first_in_window, row.first_purchase);
+        facts.last_in_window = latest(facts.last_in_window, row.last_purchase);
+    }
+    let (Some(first), Some(last)) = (row.first_purchase, row.last_purchase) else { return };
+    facts.first_purchase = earliest(facts.first_purchase, Some(first));
+    facts.last_purchase = latest(facts.last_purchase, Some(last));
+    // A lifecycle period is at least a month long, so a calendar month holds at
+    // most one of its boundaries: a purchase inside the period exists exactly
+    // when the month's first or last purchase lies inside it.
+    facts.purchased_in_current |= periods.in_current(first) || periods.in_current(last);
+    facts.purchased_in_previous |= periods.in_previous(first) || periods.in_previous(last);
+}
+
+fn earliest(a: Option<NaiveDate>, b: Option<NaiveDate>) -> Option<NaiveDate> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn latest(a: Option<NaiveDate>, b: Option<NaiveDate>) -> Option<NaiveDate> {
+    a.max(b)
+}
+
+fn now() -> prost_types::Timestamp {
+    let now = chrono::Utc::now();
+    prost_types::Timestamp { seconds: now.timestamp(), nanos: now.timestamp_subsec_nanos() as i32 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).expect("date")
+    }
+
+    #[test]
+    fn folding_months_gives_the_lifecycle_and_window_facts() {
+        // D = 2026-11-23: window 2025-11..2026-10; C = (2026-08-23, D]; V = (2026-05-23, 2026-08-23].
+        let as_of = date(2026, 11, 23);
+        let window = AnalysisWindow::as_of(as_of, 12).expect("window");
+        let periods = LifecyclePeriods::as_of(as_of, 3).expect("periods");
+        let mut facts = ClientFacts { monthly_revenue: vec![0; 12], ..ClientFacts::default() };
+        let month = |m: NaiveDate, revenue, documents, first, last| MonthlyActivity {
+            client_id: "C".into(),
+            month: m,
+            revenue,
+            documents,
+            first_purchase: first,
+            last_purchase: last,
+        };
+        // August: purchases on the 3rd and the 30th; only the 30th is in C, only the 3rd in V.
+        fold(
+            &mut facts,
+            &month(date(2026, 8, 1), 500, 2, Some(date(2026, 8, 3)), Some(date(2026, 8, 30))),
+            &window,
+            &periods,
+        );
+        // 2024: before the window, a first purchase.
+        fold(
+            &mut facts,
+            &month(date(2024, 3, 1), 100, 1, Some(date(2024, 3, 9)), Some(date(2024, 3, 9))),
+            &window,
+            &periods,
+        );
+        // A month of returns only: revenue counts, no purchase.
+        fold(&mut facts, &month(date(2026, 2, 1), -40, 0, None, None), &window, &periods);
+        // D's own month: outside the window, counts for recency.
+        fold(
+            &mut facts,
+            &month(date(2026, 11, 1), 70, 1, Some(date(2026, 11, 20)), Some(date(2026, 11, 20))),
+            &window,
+            &periods,
+        );
+
+        assert_eq!(facts.monthly_revenue[9], 500); // 2026-08 is the 10th window month
+        assert_eq!(facts.monthly_revenue[3], -40);
+        assert_eq!(facts.window_revenue(), 460);
+        assert_eq!(facts.window_transactions, 2);
+        assert_eq!((facts.first_in_window, facts.last_in_window), (Some(date(2026, 8, 3)), Some(date(2026, 8, 30))));
+        assert_eq!(facts.first_purchase, Some(date(2024, 3, 9)));
+        assert_eq!(facts.last_purchase, Some(date(2026, 11, 20)));
+        assert!(facts.purchased_in_current && facts.purchased_in_previous);
+    }
+}

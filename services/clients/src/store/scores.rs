@@ -1,0 +1,320 @@
+//! Scores, their history, recompute runs and cluster profiles. A stored
+//! score keeps the whole explained record (the protobuf the API and the
+//! cache serve) beside the columns that queries filter and group on.
+use branchscore_proto::clients::v1::{ClientHistoryEntry, ClientScore, ClusterProfile, MatrixCell};
+use branchscore_proto::common::v1::{Date, Money};
+use chrono::NaiveDate;
+use prost::Message;
+use sqlx::{PgExecutor, PgPool, Postgres, Row, Transaction};
+
+/// The columns of `client_scores` next to the encoded record.
+#[derive(Debug, Clone)]
+pub struct ScoreRow {
+    pub client_id: String,
+    pub as_of: NaiveDate,
+    pub score: f64,
+    pub score_class: String,
+    pub abc_class: i16,
+    pub xyz_class: i16,
+    pub rfm_code: String,
+    pub rfm_segment: String,
+    pub lifecycle_status: i16,
+    pub window_revenue_minor: i64,
+    pub currency: String,
+    pub settings_version: i64,
+    pub cluster: Option<i32>,
+    pub record: Vec<u8>,
+}
+
+impl From<&ClientScore> for ScoreRow {
+    fn from(score: &ClientScore) -> Self {
+        let revenue = score.window_revenue.clone().unwrap_or_default();
+        ScoreRow {
+            client_id: score.client_id.clone(),
+            as_of: score.as_of.and_then(|d| d.to_naive()).unwrap_or_default(),
+            score: score.score,
+            score_class: score.score_class.clone(),
+            abc_class: score.abc_class as i16,
+            xyz_class: score.xyz_class as i16,
+            rfm_code: score.rfm_code.clone(),
+            rfm_segment: score.rfm_segment.clone(),
+            lifecycle_status: score.lifecycle_status as i16,
+            window_revenue_minor: revenue.minor_units,
+            currency: revenue.currency,
+            settings_version: score.settings_version,
+            cluster: (score.cluster >= 0).then_some(score.cluster),
+            record: score.encode_to_vec(),
+        }
+    }
+}
+
+fn column<T>(rows: &[ScoreRow], f: impl Fn(&ScoreRow) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
+}
+
+/// Stored scores of `ids` within `scope` (branch as the client is now).
+pub async fn scores_by_ids(pool: &PgPool, ids: &[String], scope: Option<&[String]>) -> sqlx::Result<Vec<ClientScore>> {
+    let rows = sqlx::query(
+        "SELECT s.record, c.branch_id FROM client_scores s JOIN clients c ON c.id = s.client_id
+         WHERE s.client_id = ANY($1) AND ($2::text[] IS NULL OR c.branch_id = ANY($2))",
+    )
+    .bind(ids)
+    .bind(scope)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let record: Vec<u8> = row.try_get("record")?;
+            let mut score = ClientScore::decode(record.as_slice()).map_err(|err| sqlx::Error::Decode(err.into()))?;
+            score.branch_id = row.try_get("branch_id")?;
+            Ok(score)
+        })
+        .collect()
+}
+
+/// Writes the latest score of each client (one statement; callers chunk).
+pub async fn upsert_scores<'e>(
+    executor: impl PgExecutor<'e>,
+    run_id: Option<i64>,
+    rows: &[ScoreRow],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO client_scores (client_id, as_of, score, score_class, abc_class, xyz_class, rfm_code,
+             rfm_segment, lifecycle_status, window_revenue_minor, currency, settings_version, cluster, record, run_id)
+         SELECT *, $15::bigint FROM UNNEST($1::text[], $2::date[], $3::float8[], $4::text[], $5::smallint[],
+             $6::smallint[], $7::text[], $8::text[], $9::smallint[], $10::bigint[], $11::text[], $12::bigint[],
+             $13::int[], $14::bytea[])
+         ON CONFLICT (client_id) DO UPDATE SET as_of = EXCLUDED.as_of, score = EXCLUDED.score,
+             score_class = EXCLUDED.score_class, abc_class = EXCLUDED.abc_class, xyz_class = EXCLUDED.xyz_class,
+             rfm_code = EXCLUDED.rfm_code, rfm_segment = EXCLUDED.rfm_segment,
+             lifecycle_status = EXCLUDED.lifecycle_status, window_revenue_minor = EXCLUDED.window_revenue_minor,
+             currency = EXCLUDED.currency, settings_version = EXCLUDED.settings_version,
+             cluster = EXCLUDED.cluster, record = EXCLUDED.record, run_id = EXCLUDED.run_id, computed_at = now()",
+    )
+    .bind(column(rows, |r| r.client_id.clone()))
+    .bind(column(rows, |r| r.as_of))
+    .bind(column(rows, |r| r.score))
+    .bind(column(rows, |r| r.score_class.clone()))
+    .bind(column(rows, |r| r.abc_class))
+    .bind(column(rows, |r| r.xyz_class))
+    .bind(column(rows, |r| r.rfm_code.clone()))
+    .bind(column(rows, |r| r.rfm_segment.clone()))
+    .bind(column(rows, |r| r.lifecycle_status))
+    .bind(column(rows, |r| r.window_revenue_minor))
+    .bind(column(rows, |r| r.currency.clone()))
+    .bind(column(rows, |r| r.settings_version))
+    .bind(column(rows, |r| r.cluster))
+    .bind(column(rows, |r| r.record.clone()))
+    .bind(run_id)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Appends a history row for each client whose classes, lifecycle status or
+/// score band differ from its stored score (or that has none yet). Must run
+/// before [`upsert_scores`] overwrites the stored scores. Returns the rows added.
+pub async fn append_changed_history(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: i64,
+    rows: &[ScoreRow],
+) -> sqlx::Result<u64> {
+    let result = sqlx::query(
+        "INSERT INTO client_class_history (client_id, as_of, run_id, abc_class, xyz_class, rfm_segment,
+             lifecycle_status, previous_lifecycle_status, score_class, settings_version)
+         SELECT n.client_id, n.as_of, $9, n.abc_class, n.xyz_class, n.rfm_segment, n.lifecycle_status,
+                COALESCE(o.lifecycle_status, 0), n.score_class, n.settings_version
+         FROM UNNEST($1::text[], $2::date[], $3::smallint[], $4::smallint[], $5::text[], $6::smallint[],
+                     $7::text[], $8::bigint[])
+              AS n(client_id, as_of, abc_class, xyz_class, rfm_segment, lifecycle_status, score_class, settings_version)
+         LEFT JOIN client_scores o ON o.client_id = n.client_id
+         WHERE o.client_id IS NULL
+            OR (o.abc_class, o.xyz_class, o.rfm_segment, o.lifecycle_status, o.score_class)
+               IS DISTINCT FROM (n.abc_class, n.xyz_class, n.rfm_segment, n.lifecycle_status, n.score_class)
+         ON CONFLICT (client_id, as_of) DO UPDATE SET run_id = EXCLUDED.run_id, abc_class = EXCLUDED.abc_class,
+             xyz_class = EXCLUDED.xyz_class, rfm_segment = EXCLUDED.rfm_segment,
+             lifecycle_status = EXCLUDED.lifecycle_status, score_class = EXCLUDED.score_class,
+             settings_version = EXCLUDED.settings_version",
+    )
+    .bind(column(rows, |r| r.client_id.clone()))
+    .bind(column(rows, |r| r.as_of))
+    .bind(column(rows, |r| r.abc_class))
+    .bind(column(rows, |r| r.xyz_class))
+    .bind(column(rows, |r| r.rfm_segment.clone()))
+    .bind(column(rows, |r| r.lifecycle_status))
+    .bind(column(rows, |r| r.score_class.clone()))
+    .bind(column(rows, |r| r.settings_version))
+    .bind(run_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// A client's history, newest first.
+pub async fn history(pool: &PgPool, client_id: &str, limit: i64) -> sqlx::Result<Vec<ClientHistoryEntry>> {
+    let rows = sqlx::query(
+        "SELECT as_of, abc_class, xyz_class, rfm_segment, lifecycle_status, previous_lifecycle_status, score_class,
+                settings_version
+         FROM client_class_history WHERE client_id = $1 ORDER BY as_of DESC LIMIT $2",
+    )
+    .bind(client_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ClientHistoryEntry {
+                as_of: Some(Date::from(row.try_get::<NaiveDate, _>("as_of")?)),
+                abc_class: i32::from(row.try_get::<i16, _>("abc_class")?),
+                xyz_class: i32::from(row.try_get::<i16, _>("xyz_class")?),
+                rfm_segment: row.try_get("rfm_segment")?,
+                lifecycle_status: i32::from(row.try_get::<i16, _>("lifecycle_status")?),
+                previous_lifecycle_status: i32::from(row.try_get::<i16, _>("previous_lifecycle_status")?),
+                score_class: row.try_get("score_class")?,
+                settings_version: row.try_get("settings_version")?,
+            })
+        })
+        .collect()
+}
+
+/// Clients and window revenue per ABC x XYZ cell of the stored scores, and
+/// the latest as-of date among them.
+pub async fn abc_xyz_matrix(
+    pool: &PgPool,
+    scope: Option<&[String]>,
+    branch_id: &str,
+    currency: &str,
+) -> sqlx::Result<(Option<NaiveDate>, Vec<MatrixCell>)> {
+    let rows = sqlx::query(
+        "SELECT s.abc_class, s.xyz_class, count(*) AS clients, sum(s.window_revenue_minor)::bigint AS revenue,
+                max(s.as_of) AS as_of
+         FROM client_scores s JOIN clients c ON c.id = s.client_id
+         WHERE ($1::text[] IS NULL OR c.branch_id = ANY($1)) AND ($2 = '' OR c.branch_id = $2)
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .bind(scope)
+    .bind(branch_id)
+    .fetch_all(pool)
+    .await?;
+    let mut as_of: Option<NaiveDate> = None;
+    let mut cells = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let date: NaiveDate = row.try_get("as_of")?;
+        as_of = Some(as_of.map_or(date, |d| d.max(date)));
+        cells.push(MatrixCell {
+            abc_class: i32::from(row.try_get::<i16, _>("abc_class")?),
+            xyz_class: i32::from(row.try_get::<i16, _>("xyz_class")?),
+            clients: row.try_get("clients")?,
+            window_revenue: Some(Money { minor_units: row.try_get("revenue")?, currency: currency.into() }),
+        });
+    }
+    Ok((as_of, cells))
+}
+
+/// Records the start of a run; its id names every row it writes.
+pub async fn start_run(
+    pool: &PgPool,
+    as_of: NaiveDate,
+    settings_version: i64,
+    requested_by: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO recompute_runs (as_of, settings_version, requested_by) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(as_of)
+    .bind(settings_version)
+    .bind(requested_by)
+    .fetch_one(pool)
+    .await
+}
+
+/// What a finished run produced.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOutcome {
+    pub clients: i64,
+    pub changed: i64,
+    pub clusters: i32,
+    pub silhouette: f64,
+}
+
+pub async fn finish_run(tx: &mut Transaction<'_, Postgres>, run_id: i64, outcome: RunOutcome) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE recompute_runs SET finished_at = now(), clients = $2, changed = $3, clusters = $4, silhouette = $5
+         WHERE id = $1",
+    )
+    .bind(run_id)
+    .bind(outcome.clients)
+    .bind(outcome.changed)
+    .bind(outcome.clusters)
+    .bind(outcome.silhouette)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_cluster_profiles(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: i64,
+    profiles: &[ClusterProfile],
+) -> sqlx::Result<()> {
+    let money = |m: &Option<Money>| m.as_ref().map_or(0.0, |m| m.minor_units as f64);
+    sqlx::query(
+        "INSERT INTO cluster_profiles (run_id, cluster, clients, revenue_share, recency_days, frequency, monetary,
+             average_ticket, purchase_interval_days, product_lines, label)
+         SELECT $1, * FROM UNNEST($2::int[], $3::bigint[], $4::float8[], $5::float8[], $6::float8[], $7::float8[],
+             $8::float8[], $9::float8[], $10::float8[], $11::text[])",
+    )
+    .bind(run_id)
+    .bind(profiles.iter().map(|p| p.cluster).collect::<Vec<_>>())
+    .bind(profiles.iter().map(|p| p.clients).collect::<Vec<_>>())
+    .bind(profiles.iter().map(|p| p.revenue_share).collect::<Vec<_>>())
+    .bind(profiles.iter().map(|p| p.recency_days).collect::<Vec<_>>())
+    .bind(profiles.iter().map(|p| p.frequency).collect::<Vec<_>>())
+    .bind(profiles.iter().map(|p| money(&p.monetary)).collect::<Vec<_>>())
+    .bind(profiles.iter().map(|p| money(&p.average_ticket)).collect::<Vec<_>>())
+    .bind(profiles.iter().map(|p| p.purchase_interval_days).collect::<Vec<_>>())
+    .bind(profiles.iter().map(|p| p.product_lines).collect::<Vec<_>>())
+    .bind(profiles.iter().map(|p| p.label.clone()).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The latest finished run: (run id, as of, silhouette, profiles).
+pub async fn latest_cluster_profiles(
+    pool: &PgPool,
+    currency: &str,
+) -> sqlx::Result<Option<(i64, NaiveDate, f64, Vec<ClusterProfile>)>> {
+    let Some(run) = sqlx::query(
+        "SELECT id, as_of, silhouette FROM recompute_runs WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let run_id: i64 = run.try_get("id")?;
+    let rows = sqlx::query("SELECT * FROM cluster_profiles WHERE run_id = $1 ORDER BY cluster")
+        .bind(run_id)
+        .fetch_all(pool)
+        .await?;
+    let money = |units: f64| Some(Money { minor_units: units.round() as i64, currency: currency.into() });
+    let profiles = rows
+        .iter()
+        .map(|row| {
+            Ok(ClusterProfile {
+                cluster: row.try_get("cluster")?,
+                clients: row.try_get("clients")?,
+                revenue_share: row.try_get("revenue_share")?,
+                recency_days: row.try_get("recency_days")?,
+                frequency: row.try_get("frequency")?,
+                monetary: money(row.try_get("monetary")?),
+                average_ticket: money(row.try_get("average_ticket")?),
+                purchase_interval_days: row.try_get("purchase_interval_days")?,
+                product_lines: row.try_get("product_lines")?,
+                label: row.try_get("label")?,
+            })
+        })
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    Ok(Some((run_id, run.try_get("as_of")?, run.try_get("silhouette")?, profiles)))
+}

@@ -1,0 +1,320 @@
+//! The scoring service over real gRPC, Postgres and Redis: a small network
+//! whose classes are computed by hand below.
+use branchscore_clients::recompute::RunLock;
+use branchscore_platform::Role;
+use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
+use branchscore_proto::clients::v1::*;
+use branchscore_proto::common::v1::{AbcClass, Date, LifecycleStatus, XyzClass};
+use branchscore_testkit::authorized;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+mod common;
+use common::*;
+
+/// D = 2026-11-23: window 2025-11-01..2026-10-31, C = (2026-08-23, D], V = (2026-05-23, 2026-08-23].
+fn as_of() -> Option<Date> {
+    date(2026, 11, 23)
+}
+
+fn sale(id: &str, client: &str, branch: &str, on: (i32, i32, i32), amount: i64) -> TransactionLine {
+    let employee = if branch == "WAW" { "E-WAW" } else { "E-KRK" };
+    TransactionLine { business_date: date(on.0, on.1, on.2), ..line(id, client, branch, employee, amount) }
+}
+
+/// Six clients, one of each kind:
+/// * C-WAW-1 600.00 on the 10th of every window month and on 2026-11-05: regular, X;
+/// * C-KRK-1 300.00 every window month: regular, X;
+/// * C-WAW-2 one 100.00 purchase on 2026-10-01: new (no XYZ);
+/// * C-WAW-3 500.00 in 2025-12 and 2026-01 only: lost, Z;
+/// * C-KRK-2 bought in 2025-01, then 200.00 on 2026-10-20: restored, Z;
+/// * C-WAW-4 never bought: potential.
+///
+/// ABC over window revenue 7200, 3600, 1000, 200, 100 (total 12 100): prior
+/// shares 0 (A), 59.5% (B), 89.3%, 97.5%, 99.2% (C).
+/// RFM (n = 5): recency 18, 44, 53, 312, 34 days; frequency 12, 12, 1, 2, 1;
+/// monetary as above -> C-WAW-1 545, C-KRK-1 344, C-WAW-2 211, C-WAW-3 133, C-KRK-2 412.
+async fn network() -> (Harness, ScoringServiceClient<Channel>) {
+    let mut h = start().await;
+    seed(&mut h).await;
+    let admin = h.admin.clone();
+    let more = ["C-WAW-2", "C-WAW-3", "C-WAW-4"]
+        .iter()
+        .map(|id| client(id, "WAW", "E-WAW"))
+        .chain([client("C-KRK-2", "KRK", "E-KRK")]);
+    h.client
+        .batch_upsert_clients(authorized(&admin, BatchUpsertClientsRequest { clients: more.collect() }))
+        .await
+        .expect("clients");
+    let mut lines = Vec::new();
+    for (n, (year, month)) in [(2025, 11), (2025, 12)].into_iter().chain((1..=10).map(|m| (2026, m))).enumerate() {
+        lines.push(sale(&format!("W1-{n}"), "C-WAW-1", "WAW", (year, month, 10), 60_000));
+        lines.push(sale(&format!("K1-{n}"), "C-KRK-1", "KRK", (year, month, 10), 30_000));
+    }
+    lines.push(sale("W1-NOV", "C-WAW-1", "WAW", (2026, 11, 5), 60_000));
+    lines.push(sale("W2-1", "C-WAW-2", "WAW", (2026, 10, 1), 10_000));
+    lines.push(sale("W3-1", "C-WAW-3", "WAW", (2025, 12, 15), 50_000));
+    lines.push(sale("W3-2", "C-WAW-3", "WAW", (2026, 1, 15), 50_000));
+    lines.push(sale("K2-1", "C-KRK-2", "KRK", (2025, 1, 10), 40_000));
+    lines.push(sale("K2-2", "C-KRK-2", "KRK", (2026, 10, 20), 20_000));
+    let erp = h.env.token(Role::ErpIntegration, &["*"]);
+    let reply = h
+        .client
+        .import_transactions(authorized(&erp, tokio_stream::iter([ImportTransactionsRequest { lines }])))
+        .await
+        .expect("import")
+        .into_inner();
+    assert_eq!(reply.rejected, 0, "{:?}", reply.rejections);
+    let scoring = ScoringServiceClient::new(branchscore_testkit::channel(h.addr).await);
+    (h, scoring)
+}
+
+/// Runs a recompute and returns every progress message.
+async fn recompute(
+    scoring: &mut ScoringServiceClient<Channel>,
+    token: &str,
+    as_of: Option<Date>,
+) -> Result<Vec<RecomputeScoresResponse>, tonic::Status> {
+    let mut stream = scoring.recompute_scores(authorized(token, RecomputeScoresRequest { as_of })).await?.into_inner();
+    let mut messages = Vec::new();
+    while let Some(message) = stream.message().await? {
+        messages.push(message);
+    }
+    Ok(messages)
+}
+
+async fn score(h: &mut Harness, id: &str) -> ClientScore {
+    let token = h.admin.clone();
+    h.client
+        .get_client_score(authorized(&token, GetClientScoreRequest { client_id: id.into() }))
+        .await
+        .expect("score")
+        .into_inner()
+        .score
+        .expect("score present")
+}
+
+#[tokio::test]
+async fn recompute_classifies_the_network_as_computed_by_hand() {
+    let (mut h, mut scoring) = network().await;
+    let admin = h.admin.clone();
+    let messages = recompute(&mut scoring, &admin, as_of()).await.expect("recompute");
+    let phases: Vec<i32> = messages.iter().map(|m| m.phase).collect();
+    let order = |phase: RecomputePhase| phases.iter().position(|p| *p == phase as i32).expect("phase reported");
+    assert!(order(RecomputePhase::Aggregating) < order(RecomputePhase::Classifying));
+    assert!(order(RecomputePhase::Classifying) < order(RecomputePhase::Writing));
+    assert!(order(RecomputePhase::Writing) < order(RecomputePhase::Caching));
+    let summary = messages.last().and_then(|m| m.summary).expect("summary last");
+    assert_eq!((summary.clients, summary.changed, summary.settings_version), (6, 6, 0));
+
+    let expected = [
+        ("C-WAW-1", AbcClass::A, XyzClass::X, LifecycleStatus::Regular, "545"),
+        ("C-KRK-1", AbcClass::B, XyzClass::X, LifecycleStatus::Regular, "344"),
+        ("C-WAW-2", AbcClass::C, XyzClass::Unspecified, LifecycleStatus::New, "211"),
+        ("C-WAW-3", AbcClass::C, XyzClass::Z, LifecycleStatus::Lost, "133"),
+        ("C-KRK-2", AbcClass::C, XyzClass::Z, LifecycleStatus::Restored, "412"),
+        ("C-WAW-4", AbcClass::Unspecified, XyzClass::Unspecified, LifecycleStatus::Potential, ""),
+    ];
+    let mut first_scores = Vec::new();
+    for (id, abc, xyz, lifecycle, rfm) in expected {
+        let s = score(&mut h, id).await;
+        assert_eq!(
+            (s.abc_class(), s.xyz_class(), s.lifecycle_status(), s.rfm_code.as_str()),
+            (abc, xyz, lifecycle, rfm),
+            "{id}"
+        );
+        let explained: f64 = s.components.iter().map(|c| c.contribution).sum();
+        assert!((explained - s.score).abs() < 1e-9, "{id}: contributions {explained} vs score {}", s.score);
+        assert_eq!(s.settings_version, 0);
+        first_scores.push(s);
+    }
+    let w1 = &first_scores[0];
+    assert_eq!(w1.window_revenue.as_ref().map(|m| m.minor_units), Some(720_000));
+    assert_eq!((w1.recency_days, w1.frequency, w1.xyz_cv), (18, 12, 0.0));
+    let k1 = &first_scores[1];
+    let outlook = k1.outlook.as_ref().expect("outlook");
+    assert_eq!(outlook.next_abc_class(), AbcClass::A);
+    // A needs 720 000 / (850 000 + R) < 1/2, i.e. R > 590 000: 590 001 - 360 000 more.
+    assert_eq!(outlook.revenue_needed.as_ref().map(|m| m.minor_units), Some(230_001));
+    let potential = &first_scores[5];
+    assert!(
+        potential.notes.iter().any(|n| n.starts_with("abc:")) && potential.notes.iter().any(|n| n.starts_with("rfm:"))
+    );
+
+    // The cache holds what Postgres holds.
+    let mut redis = redis::Client::open(h.env.platform.redis.url.as_str())
+        .expect("redis")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let key = format!("{}client_score:C-WAW-1", h.env.platform.redis.key_prefix);
+    let cached: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut redis).await.expect("GET");
+    assert!(cached.is_some(), "the recompute refreshed the cache");
+
+    // The same date again: same scores, no new history.
+    let again = recompute(&mut scoring, &admin, as_of()).await.expect("again");
+    assert_eq!(again.last().and_then(|m| m.summary.as_ref()).map(|s| s.changed), Some(0));
+    for before in &first_scores {
+        let after = score(&mut h, &before.client_id).await;
+        assert_eq!((after.score, &after.rfm_code, after.cluster), (before.score, &before.rfm_code, before.cluster));
+    }
+    let history = scoring
+        .get_client_history(authorized(&admin, GetClientHistoryRequest { client_id: "C-KRK-2".into(), limit: 0 }))
+        .await
+        .expect("history")
+        .into_inner()
+        .entries;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].lifecycle_status(), LifecycleStatus::Restored);
+    assert_eq!(history[0].previous_lifecycle_status(), LifecycleStatus::Unspecified);
+
+    let matrix = scoring
+        .get_abc_xyz_matrix(authorized(&admin, GetAbcXyzMatrixRequest::default()))
+        .await
+        .expect("matrix")
+        .into_inner();
+    assert_eq!(matrix.as_of, as_of());
+    let cell = |abc: AbcClass, xyz: XyzClass| {
+        matrix.cells.iter().find(|c| c.abc_class() == abc && c.xyz_class() == xyz).map_or(0, |c| c.clients)
+    };
+    assert_eq!(cell(AbcClass::A, XyzClass::X), 1);
+    assert_eq!(cell(AbcClass::B, XyzClass::X), 1);
+    assert_eq!(cell(AbcClass::C, XyzClass::Z), 2);
+    assert_eq!(cell(AbcClass::C, XyzClass::Unspecified), 1);
+    assert_eq!(cell(AbcClass::Unspecified, XyzClass::Unspecified), 1);
+
+    let clusters = scoring
+        .list_cluster_profiles(authorized(&admin, ListClusterProfilesRequest {}))
+        .await
+        .expect("profiles")
+        .into_inner();
+    let members: i64 = clusters.profiles.iter().map(|p| p.clients).sum();
+    assert_eq!(members, 5, "every client with revenue is clustered");
+    assert!(clusters.profiles.iter().all(|p| !p.label.is_empty()));
+}
+
+#[tokio::test]
+async fn a_second_recompute_is_refused_while_one_runs() {
+    let (h, mut scoring) = network().await;
+    let pool = sqlx::PgPool::connect(&h.env.database.url).await.expect("pool");
+    let held = RunLock::acquire(&pool).await.expect("lock");
+    let refused = recompute(&mut scoring, &h.admin, as_of()).await.expect_err("refused");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    drop(held);
+    // The lock goes with its connection; the next run may start.
+    let mut finished = None;
+    for _ in 0..50 {
+        match recompute(&mut scoring, &h.admin, as_of()).await {
+            Ok(messages) => {
+                finished = messages.last().and_then(|m| m.summary);
+                break;
+            }
+            Err(status) if status.code() == Code::FailedPrecondition => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+    assert_eq!(finished.map(|s| s.clients), Some(6));
+}
+
+#[tokio::test]
+async fn settings_versions_are_validated_and_apply_from_their_date() {
+    let (mut h, mut scoring) = network().await;
+    let admin = h.admin.clone();
+    let staff = h.env.token(Role::BranchStaff, &["WAW"]);
+    let wider_abc = ScoringSettings {
+        abc: Some(AbcThresholds { a_prior_share_below_bp: 8_000, b_prior_share_below_bp: 9_500 }),
+        ..ScoringSettings::default()
+    };
+    let create = |token: &str, settings: ScoringSettings, effective_from: Option<Date>| {
+        authorized(
+            token,
+            CreateScoringSettingsRequest { effective_from, settings: Some(settings), comment: "80/95".into() },
+        )
+    };
+    let denied =
+        scoring.create_scoring_settings(create(&staff, wider_abc.clone(), date(2026, 11, 1))).await.expect_err("staff");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    let bad = ScoringSettings {
+        window_months: 500,
+        weights: Some(ScoreWeights { rfm: -1.0, ..ScoreWeights::default() }),
+        ..ScoringSettings::default()
+    };
+    let invalid = scoring.create_scoring_settings(create(&admin, bad, None)).await.expect_err("invalid");
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    let fields: Vec<String> =
+        invalid.get_details_bad_request().expect("details").field_violations.into_iter().map(|v| v.field).collect();
+    for field in ["effective_from", "settings.window_months", "settings.weights.rfm"] {
+        assert!(fields.iter().any(|f| f == field), "{field} missing from {fields:?}");
+    }
+    let versions = scoring
+        .list_scoring_settings(authorized(&admin, ListScoringSettingsRequest {}))
+        .await
+        .expect("list")
+        .into_inner()
+        .versions;
+    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [0], "nothing was written");
+
+    let created = scoring
+        .create_scoring_settings(create(&admin, wider_abc, date(2026, 11, 1)))
+        .await
+        .expect("create")
+        .into_inner()
+        .settings
+        .expect("version");
+    assert_eq!(created.version, 1);
+    let in_effect = |on: Option<Date>| GetScoringSettingsRequest { as_of: on };
+    let before = scoring
+        .get_scoring_settings(authorized(&admin, in_effect(date(2026, 10, 31))))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(before.settings.map(|s| s.version), Some(0));
+    let after = scoring.get_scoring_settings(authorized(&admin, in_effect(as_of()))).await.expect("get").into_inner();
+    assert_eq!(after.settings.as_ref().map(|s| s.version), Some(1));
+    assert_eq!(after.settings.and_then(|s| s.settings).map(|s| s.window_months), Some(12));
+
+    let summary = recompute(&mut scoring, &admin, as_of()).await.expect("recompute").pop().and_then(|m| m.summary);
+    assert_eq!(summary.map(|s| s.settings_version), Some(1));
+    // 59.5% prior share is below the new 80%: C-KRK-1 is an A client now.
+    let k1 = score(&mut h, "C-KRK-1").await;
+    assert_eq!((k1.abc_class(), k1.settings_version), (AbcClass::A, 1));
+}
+
+#[tokio::test]
+async fn scoring_respects_roles_branches_and_dates() {
+    let (h, mut scoring) = network().await;
+    let admin = h.admin.clone();
+    recompute(&mut scoring, &admin, as_of()).await.expect("recompute");
+    let staff = h.env.token(Role::BranchStaff, &["WAW"]);
+
+    let refused = recompute(&mut scoring, &staff, as_of()).await.expect_err("staff cannot recompute");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let future = recompute(&mut scoring, &admin, date(2999, 1, 1)).await.expect_err("future");
+    assert_eq!(future.code(), Code::InvalidArgument);
+
+    let other_branch = scoring
+        .get_client_history(authorized(&staff, GetClientHistoryRequest { client_id: "C-KRK-1".into(), limit: 0 }))
+        .await
+        .expect_err("KRK client");
+    assert_eq!(other_branch.code(), Code::NotFound);
+    let own = scoring
+        .get_client_history(authorized(&staff, GetClientHistoryRequest { client_id: "C-WAW-1".into(), limit: 0 }))
+        .await
+        .expect("own client");
+    assert_eq!(own.into_inner().entries.len(), 1);
+
+    let krk = scoring
+        .get_abc_xyz_matrix(authorized(&staff, GetAbcXyzMatrixRequest { branch_id: "KRK".into() }))
+        .await
+        .expect_err("KRK matrix");
+    assert_eq!(krk.code(), Code::PermissionDenied);
+    let own = scoring.get_abc_xyz_matrix(authorized(&staff, GetAbcXyzMatrixRequest::default())).await.expect("matrix");
+    assert_eq!(own.into_inner().cells.iter().map(|c| c.clients).sum::<i64>(), 4, "only the WAW clients");
+
+    let unauthenticated = scoring.list_cluster_profiles(ListClusterProfilesRequest {}).await.expect_err("no token");
+    assert_eq!(unauthenticated.code(), Code::Unauthenticated);
+}
