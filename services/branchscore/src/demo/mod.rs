@@ -3,6 +3,7 @@
 pub mod load;
 pub mod network;
 pub mod report;
+pub mod scores;
 
 use crate::config::BranchscoreConfig;
 use crate::services::ServiceName;
@@ -11,6 +12,7 @@ use branchscore_platform::auth::{ALL_BRANCHES, TokenIssuer};
 use branchscore_platform::client::{self, CallCredentials, ClientConfig, RetryPolicy};
 use branchscore_platform::shutdown::CancellationToken;
 use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
+use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
 use chrono::NaiveDate;
 use network::NetworkSpec;
 use std::time::{Duration, Instant};
@@ -77,12 +79,21 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
     let client_config = ClientConfig { request_timeout_ms: Duration::from_secs(120), ..ClientConfig::default() };
     let channel = client::channel(&target, &client_config)?;
     client::wait_serving(channel.clone(), Duration::from_secs(60)).await?;
-    let clients = ClientsServiceClient::with_interceptor(channel, CallCredentials::bearer(&erp_token)?)
+    let clients = ClientsServiceClient::with_interceptor(channel.clone(), CallCredentials::bearer(&erp_token)?)
         .max_decoding_message_size(config.clients.server.max_message_bytes)
         .max_encoding_message_size(config.clients.server.max_message_bytes);
     let started = Instant::now();
     let loaded = load::load(&clients, &RetryPolicy::new(&client_config), &network).await?;
     print!("{}", report::loading(&network, &loaded, started.elapsed().as_secs_f64(), &spec.currency));
+
+    let analyst =
+        CallCredentials::bearer(&issuer.mint("demo-analyst", Role::HqAnalyst, &[], Duration::from_secs(3600))?)?;
+    let scoring = ScoringServiceClient::with_interceptor(channel.clone(), analyst.clone());
+    let reader = ClientsServiceClient::with_interceptor(channel, analyst)
+        .max_decoding_message_size(config.clients.server.max_message_bytes);
+    let ids: Vec<String> = network.clients.iter().map(|c| c.id.clone()).collect();
+    let scored = scores::recompute_and_read(&scoring, &reader, as_of, &ids).await?;
+    print!("{}", report::scoring(&scored, &network, &spec.currency));
     Ok(())
 }
 

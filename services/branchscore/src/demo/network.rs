@@ -242,8 +242,8 @@ impl History<'_> {
         let pause = rng.random_range(months / 4..months / 2);
         let new_from = months.saturating_sub(rng.random_range(1..=3));
         let (monthly_chance, size) = match self.behaviour {
-            Behaviour::KeyAccount => (0.95, rng.random_range(6.0..14.0)),
-            Behaviour::Regular | Behaviour::Churned | Behaviour::Returning => (0.8, rng.random_range(1.0..3.0)),
+            Behaviour::KeyAccount => (0.97, rng.random_range(6.0..14.0)),
+            Behaviour::Regular | Behaviour::Churned | Behaviour::Returning => (0.9, rng.random_range(1.0..3.0)),
             Behaviour::Seasonal => (0.0, rng.random_range(1.5..4.0)),
             Behaviour::Occasional => (0.2, rng.random_range(0.5..2.0)),
             Behaviour::New => (0.9, rng.random_range(1.0..3.0)),
@@ -256,10 +256,16 @@ impl History<'_> {
         };
         let start = rng.random_range(0..self.prices.len());
         let favourites: Vec<usize> = (0..favourites).map(|k| (start + k * 3) % self.prices.len()).collect();
+        // Key accounts and half the regulars buy on contract: seasons barely move them.
+        let damping = match self.behaviour {
+            Behaviour::KeyAccount => 0.2,
+            Behaviour::Regular if rng.random_bool(0.5) => 0.2,
+            _ => 1.0,
+        };
         let mut document = 0u32;
         for offset in 0..months {
             let month = self.first_month + Months::new(offset);
-            let season = SEASONALITY[month.month0() as usize];
+            let season = 1.0 + (SEASONALITY[month.month0() as usize] - 1.0) * damping;
             let chance = match self.behaviour {
                 Behaviour::Seasonal => {
                     if season >= 1.1 {
@@ -278,15 +284,19 @@ impl History<'_> {
             if !rng.random_bool((chance * elapsed).min(1.0)) {
                 continue;
             }
-            let visits = if self.behaviour == Behaviour::KeyAccount { rng.random_range(1..=3) } else { 1 };
+            let visits = if self.behaviour == Behaviour::KeyAccount { 2 } else { 1 };
             for _ in 0..visits {
                 let Some(date) = self.business_day(rng, month) else { continue };
                 document += 1;
                 let document_id = format!("{}-{}-{document}", client.id, date.format("%Y%m%d"));
-                let items = rng.random_range(1..=favourites.len().min(3));
-                for item in 0..items {
-                    let (product, price) = &self.prices[favourites[rng.random_range(0..favourites.len())]];
-                    let amount = (*price as f64 * size * season * rng.random_range(0.6..1.4)).round() as i64;
+                // The usual basket (the first two favourites), now and then one more.
+                let mut basket: Vec<usize> = favourites.iter().take(2).copied().collect();
+                if favourites.len() > 2 && rng.random_bool(0.3) {
+                    basket.push(favourites[rng.random_range(2..favourites.len())]);
+                }
+                for (item, &favourite) in basket.iter().enumerate() {
+                    let (product, price) = &self.prices[favourite];
+                    let amount = (*price as f64 * size * season * rng.random_range(0.85..1.15)).round() as i64;
                     let line = self.line(
                         format!("{document_id}-{}", item + 1),
                         &document_id,

@@ -1,7 +1,10 @@
 //! The demo's printed summary: tables and terminal bar charts.
 use super::load::LoadReport;
 use super::network::{Behaviour, Network};
+use super::scores::ScoreReport;
+use branchscore_proto::clients::v1::ClientScore;
 use branchscore_proto::clients::v1::TransactionLine;
+use branchscore_proto::common::v1::{AbcClass, LifecycleStatus, Money, XyzClass};
 use chrono::Datelike;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -97,6 +100,178 @@ pub fn loading(network: &Network, report: &LoadReport, seconds: f64, currency: &
         let _ = writeln!(out, "  {label:<12} {count:>6}");
     }
     out
+}
+
+/// Whole currency units: `1234567` minor units -> `12 345`.
+fn whole(minor_units: i64) -> String {
+    money(minor_units).split('.').next().unwrap_or_default().to_owned()
+}
+
+fn abc_label(class: i32) -> &'static str {
+    match AbcClass::try_from(class).unwrap_or_default() {
+        AbcClass::A => "A",
+        AbcClass::B => "B",
+        AbcClass::C => "C",
+        AbcClass::Unspecified => "-",
+    }
+}
+
+fn xyz_label(class: i32) -> &'static str {
+    match XyzClass::try_from(class).unwrap_or_default() {
+        XyzClass::X => "X",
+        XyzClass::Y => "Y",
+        XyzClass::Z => "Z",
+        XyzClass::Unspecified => "-",
+    }
+}
+
+fn lifecycle_label(status: i32) -> &'static str {
+    match LifecycleStatus::try_from(status).unwrap_or_default() {
+        LifecycleStatus::Potential => "potential",
+        LifecycleStatus::New => "new",
+        LifecycleStatus::Regular => "regular",
+        LifecycleStatus::Restored => "restored",
+        LifecycleStatus::Lost => "lost",
+        LifecycleStatus::Unspecified => "-",
+    }
+}
+
+fn units(money: &Option<Money>) -> i64 {
+    money.as_ref().map_or(0, |m| m.minor_units)
+}
+
+/// The recompute, the ABC x XYZ matrix, the clusters, the score bands and a
+/// few explained scores.
+pub fn scoring(report: &ScoreReport, network: &Network, currency: &str) -> String {
+    let mut out = String::new();
+    let s = &report.summary;
+    let as_of = s.as_of.and_then(|d| d.to_naive()).map(|d| d.to_string()).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "\nScores as of {as_of} (settings version {}): {} clients scored in {:.1} s, {} history rows, {} clusters",
+        s.settings_version,
+        s.clients,
+        s.duration_ms as f64 / 1000.0,
+        s.changed,
+        s.clusters
+    );
+    let _ = writeln!(out, "\nABC x XYZ: clients and window revenue ({currency})");
+    let _ = writeln!(out, "       {:>22} {:>22} {:>22} {:>22}", "X stable", "Y variable", "Z erratic", "- no XYZ");
+    for abc in [AbcClass::A, AbcClass::B, AbcClass::C, AbcClass::Unspecified] {
+        let mut row = format!("  {:<4} ", abc_label(abc as i32));
+        for xyz in [XyzClass::X, XyzClass::Y, XyzClass::Z, XyzClass::Unspecified] {
+            let cell = report.matrix.cells.iter().find(|c| c.abc_class == abc as i32 && c.xyz_class == xyz as i32);
+            let text =
+                cell.map_or_else(String::new, |c| format!("{} / {}", c.clients, whole(units(&c.window_revenue))));
+            row.push_str(&format!(" {text:>22}"));
+        }
+        let _ = writeln!(out, "{row}");
+    }
+    let _ = writeln!(out, "\nBehavioural clusters (k-means, silhouette {:.2})", report.clusters.silhouette);
+    let _ = writeln!(
+        out,
+        "  {:>2} {:>7} {:>7} {:>9} {:>7} {:>12} {:>9} {:>6}  label",
+        "#", "clients", "revenue", "recency d", "buys", "avg ticket", "every d", "lines"
+    );
+    for p in &report.clusters.profiles {
+        let _ = writeln!(
+            out,
+            "  {:>2} {:>7} {:>6.1}% {:>9.0} {:>7.1} {:>12} {:>9.0} {:>6.1}  {}",
+            p.cluster,
+            p.clients,
+            p.revenue_share * 100.0,
+            p.recency_days,
+            p.frequency,
+            whole(units(&p.average_ticket)),
+            p.purchase_interval_days,
+            p.product_lines,
+            p.label
+        );
+    }
+    let mut bands: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+    for score in &report.scores {
+        let band = bands.entry(score.score_class.as_str()).or_insert((0, 100.0));
+        band.0 += 1;
+        band.1 = band.1.min(score.score);
+    }
+    let mut bands: Vec<_> = bands.into_iter().collect();
+    bands.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+    let max = bands.iter().map(|(_, (n, _))| *n as i64).max().unwrap_or(0);
+    let _ = writeln!(out, "\nClient score bands");
+    for (band, (count, _)) in &bands {
+        let _ = writeln!(out, "  {band:<10} {count:>6}  {}", bar(*count as i64, max, 40));
+    }
+    let names: BTreeMap<&str, &str> = network.clients.iter().map(|c| (c.id.as_str(), c.name.as_str())).collect();
+    let _ = writeln!(out, "\nWhy these scores (a few clients explained)");
+    for (why, score) in explained_picks(&report.scores) {
+        explain(&mut out, why, score, names.get(score.client_id.as_str()).copied().unwrap_or(""), currency);
+    }
+    out
+}
+
+/// The best client, the B client closest to A, and the biggest lost client.
+fn explained_picks(scores: &[ClientScore]) -> Vec<(&'static str, &ClientScore)> {
+    let mut picks = Vec::new();
+    if let Some(best) = scores.iter().max_by(|a, b| a.score.total_cmp(&b.score)) {
+        picks.push(("the best score", best));
+    }
+    let gap = |s: &ClientScore| s.outlook.as_ref().map_or(i64::MAX, |o| units(&o.revenue_needed));
+    if let Some(near) = scores.iter().filter(|s| s.abc_class == AbcClass::B as i32).min_by_key(|s| gap(s)) {
+        picks.push(("the B client closest to A", near));
+    }
+    let lost = scores.iter().filter(|s| s.lifecycle_status == LifecycleStatus::Lost as i32);
+    if let Some(lost) = lost.max_by_key(|s| units(&s.window_revenue)) {
+        picks.push(("the biggest lost client", lost));
+    }
+    picks
+}
+
+fn explain(out: &mut String, why: &str, s: &ClientScore, name: &str, currency: &str) {
+    let _ = writeln!(out, "  {} {name} ({}), {why}: score {:.1}, {}", s.client_id, s.branch_id, s.score, s.score_class);
+    let _ = writeln!(
+        out,
+        "    {}{}, RFM {} {}, {}, window revenue {} {currency}",
+        abc_label(s.abc_class),
+        xyz_label(s.xyz_class),
+        if s.rfm_code.is_empty() { "-" } else { &s.rfm_code },
+        s.rfm_segment.replace('_', " "),
+        lifecycle_label(s.lifecycle_status),
+        whole(units(&s.window_revenue)),
+    );
+    let parts: Vec<String> = s
+        .components
+        .iter()
+        .filter(|c| c.present)
+        .map(|c| {
+            format!(
+                "{} {:.0} x {:.0}% = {:.1}",
+                c.component,
+                c.component_score,
+                c.effective_weight * 100.0,
+                c.contribution
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "    {}", parts.join(" | "));
+    if let Some(o) = &s.outlook {
+        let mut next = Vec::new();
+        if !o.next_score_class.is_empty() {
+            next.push(format!("{:.1} points to {}", o.points_needed, o.next_score_class));
+        }
+        if o.next_abc_class != AbcClass::Unspecified as i32 {
+            next.push(format!(
+                "{} {currency} more revenue to class {}",
+                whole(units(&o.revenue_needed)),
+                abc_label(o.next_abc_class)
+            ));
+        }
+        if !next.is_empty() {
+            let _ = writeln!(out, "    next: {}", next.join("; "));
+        }
+    }
+    for note in &s.notes {
+        let _ = writeln!(out, "    note: {note}");
+    }
 }
 
 /// Signed: returns carry negative amounts.

@@ -1,0 +1,70 @@
+//! The demo's scoring step: recompute through the API with a progress bar,
+//! then read back what people look at.
+use branchscore_platform::client::CallCredentials;
+use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
+use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
+use branchscore_proto::clients::v1::*;
+use branchscore_proto::common::v1::Date;
+use chrono::NaiveDate;
+use indicatif::{ProgressBar, ProgressStyle};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+pub type Scoring = ScoringServiceClient<InterceptedService<Channel, CallCredentials>>;
+pub type Clients = ClientsServiceClient<InterceptedService<Channel, CallCredentials>>;
+
+/// What the demo prints about the scores.
+#[derive(Debug, Default)]
+pub struct ScoreReport {
+    pub summary: RecomputeSummary,
+    pub matrix: GetAbcXyzMatrixResponse,
+    pub clusters: ListClusterProfilesResponse,
+    pub scores: Vec<ClientScore>,
+}
+
+fn phase_name(phase: i32) -> &'static str {
+    match RecomputePhase::try_from(phase).unwrap_or_default() {
+        RecomputePhase::Aggregating => "aggregating",
+        RecomputePhase::Classifying => "classifying",
+        RecomputePhase::Writing => "writing",
+        RecomputePhase::Caching => "caching",
+        RecomputePhase::Done => "done",
+        RecomputePhase::Unspecified => "starting",
+    }
+}
+
+/// Recomputes as of `as_of`, then reads the matrix, the clusters and every score.
+pub async fn recompute_and_read(
+    scoring: &Scoring,
+    clients: &Clients,
+    as_of: NaiveDate,
+    client_ids: &[String],
+) -> anyhow::Result<ScoreReport> {
+    let style = ProgressStyle::with_template("{msg:>14} [{bar:40.green/blue}] {human_pos}/{human_len}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let bar = ProgressBar::new(0).with_style(style).with_message("recompute");
+    let mut stream =
+        scoring.clone().recompute_scores(RecomputeScoresRequest { as_of: Some(Date::from(as_of)) }).await?.into_inner();
+    let mut summary = None;
+    while let Some(progress) = stream.message().await? {
+        if progress.total > 0 {
+            bar.set_length(progress.total as u64);
+        }
+        bar.set_position(progress.done.max(0) as u64);
+        bar.set_message(phase_name(progress.phase));
+        if progress.summary.is_some() {
+            summary = progress.summary;
+        }
+    }
+    bar.finish_and_clear();
+    let summary = summary.ok_or_else(|| anyhow::anyhow!("the recompute ended without a summary"))?;
+    let matrix = scoring.clone().get_abc_xyz_matrix(GetAbcXyzMatrixRequest::default()).await?.into_inner();
+    let clusters = scoring.clone().list_cluster_profiles(ListClusterProfilesRequest {}).await?.into_inner();
+    let mut scores = Vec::with_capacity(client_ids.len());
+    for chunk in client_ids.chunks(1000) {
+        let request = BatchGetClientScoresRequest { client_ids: chunk.to_vec() };
+        scores.extend(clients.clone().batch_get_client_scores(request).await?.into_inner().scores);
+    }
+    Ok(ScoreReport { summary, matrix, clusters, scores })
+}
