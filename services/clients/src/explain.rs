@@ -50,6 +50,7 @@ pub struct ScoreContext<'a> {
 pub fn client_score(
     client_id: &str,
     branch_id: &str,
+    segment_id: &str,
     e: &ClientEvaluation<'_>,
     cx: &ScoreContext<'_>,
 ) -> pb::ClientScore {
@@ -104,6 +105,7 @@ pub fn client_score(
         xyz_cv: e.xyz.as_ref().map_or(0.0, |o| o.cv),
         cluster: e.cluster.map_or(-1, |c| i32::try_from(c).unwrap_or(i32::MAX)),
         notes,
+        segment_id: segment_id.to_owned(),
     }
 }
 

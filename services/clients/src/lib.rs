@@ -4,7 +4,9 @@
 pub mod api;
 pub mod explain;
 pub mod ingest;
+pub mod maturity_batch;
 pub mod nightly;
+pub mod portrait;
 pub mod recompute;
 pub mod scoring_api;
 pub mod settings;

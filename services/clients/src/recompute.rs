@@ -3,6 +3,7 @@
 //! transaction, refresh the cache. One run at a time across all replicas
 //! (a Postgres advisory lock held on a connection of its own).
 use crate::explain::{self, ScoreContext};
+use crate::maturity_batch::{self, Products};
 use crate::store::{self, MonthlyActivity, RunOutcome, ScoreRow};
 use branchscore_platform::cache::Cache;
 use branchscore_platform::{AppError, AppResult};
@@ -80,38 +81,59 @@ impl Recompute {
                 facts[i].product_lines = lines;
             }
         }
+
+        let segments = store::list_segments(&self.pool).await?;
+        let recorded = store::product_states(&self.pool, None).await?;
+        let mut products = Products::default();
+        let mut purchased: Vec<Vec<u32>> = vec![Vec::new(); population.len()];
+        store::purchases_by_client(&self.pool, window.start(), window.end(), |client, product| {
+            if let Some(&i) = index.get(client) {
+                purchased[i].push(products.intern(product));
+            }
+        })
+        .await?;
         progress.report(RecomputePhase::Aggregating, total, total);
 
         progress.report(RecomputePhase::Classifying, 0, total);
-        let context =
-            ScoreContext { as_of, settings_version: stored.version, currency: &self.currency, compute_time: now() };
         let currency = self.currency.clone();
-        let (rows, profiles, clustering) = {
-            let population = population.clone();
-            let compute_time = context.compute_time;
-            let version = context.settings_version;
-            tokio::task::spawn_blocking(move || -> AppResult<_> {
-                let evaluation = batch::evaluate(as_of, &settings, &facts).map_err(AppError::internal)?;
-                let context = ScoreContext { as_of, settings_version: version, currency: &currency, compute_time };
-                let rows: Vec<ScoreRow> = population
-                    .iter()
-                    .zip(&evaluation.clients)
-                    .map(|(client, e)| {
-                        ScoreRow::from(&explain::client_score(&client.id, &client.branch_id, e, &context))
-                    })
-                    .collect();
-                let profiles = evaluation
-                    .clustering
-                    .as_ref()
-                    .map(|c| explain::cluster_profiles(&c.profiles, &currency))
-                    .unwrap_or_default();
-                let clustering =
-                    evaluation.clustering.as_ref().map_or((0, 0.0), |c| (c.k, c.silhouette.unwrap_or(0.0)));
-                Ok((rows, profiles, clustering))
-            })
-            .await
-            .map_err(AppError::internal)??
-        };
+        let compute_time = now();
+        let version = stored.version;
+        let population_for_scores = population.clone();
+        let (rows, profiles, clustering, rules) = tokio::task::spawn_blocking(move || -> AppResult<_> {
+            let population = population_for_scores;
+            let portfolio = maturity_batch::assess(
+                &population,
+                &segments,
+                &recorded,
+                &purchased,
+                &mut products,
+                settings.basket_min_support,
+            )
+            .map_err(AppError::internal)?;
+            for (facts, maturity) in facts.iter_mut().zip(&portfolio.maturity) {
+                facts.maturity = *maturity;
+            }
+            let evaluation = batch::evaluate(as_of, &settings, &facts).map_err(AppError::internal)?;
+            let context = ScoreContext { as_of, settings_version: version, currency: &currency, compute_time };
+            let rows: Vec<ScoreRow> = population
+                .iter()
+                .zip(&evaluation.clients)
+                .zip(&portfolio.segments)
+                .map(|((client, e), segment)| {
+                    let segment = segment.as_deref().unwrap_or_default();
+                    ScoreRow::from(&explain::client_score(&client.id, &client.branch_id, segment, e, &context))
+                })
+                .collect();
+            let profiles = evaluation
+                .clustering
+                .as_ref()
+                .map(|c| explain::cluster_profiles(&c.profiles, &currency))
+                .unwrap_or_default();
+            let clustering = evaluation.clustering.as_ref().map_or((0, 0.0), |c| (c.k, c.silhouette.unwrap_or(0.0)));
+            Ok((rows, profiles, clustering, portfolio.rules))
+        })
+        .await
+        .map_err(AppError::internal)??;
         progress.report(RecomputePhase::Classifying, total, total);
 
         let mut tx = self.pool.begin().await?;
@@ -124,6 +146,7 @@ impl Recompute {
             progress.report(RecomputePhase::Writing, written, total);
         }
         store::insert_cluster_profiles(&mut tx, run_id, &profiles).await?;
+        store::insert_basket_rules(&mut tx, run_id, &rules).await?;
         let outcome = RunOutcome {
             clients: total as i64,
             changed: changed as i64,

@@ -71,6 +71,9 @@ pub fn from_proto(message: &pb::ScoringSettings) -> ScoringSettings {
         }
         settings.clustering.seed = clustering.seed;
     }
+    if message.basket_min_support != 0.0 {
+        settings.basket_min_support = message.basket_min_support;
+    }
     settings
 }
 
@@ -117,6 +120,7 @@ pub fn to_proto(settings: &ScoringSettings) -> pb::ScoringSettings {
             }),
             seed: settings.clustering.seed,
         }),
+        basket_min_support: settings.basket_min_support,
     }
 }
 

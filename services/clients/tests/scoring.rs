@@ -4,7 +4,7 @@ use branchscore_clients::recompute::RunLock;
 use branchscore_platform::Role;
 use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
 use branchscore_proto::clients::v1::*;
-use branchscore_proto::common::v1::{AbcClass, Date, LifecycleStatus, XyzClass};
+use branchscore_proto::common::v1::{AbcClass, ClientKind, Date, LifecycleStatus, XyzClass};
 use branchscore_testkit::authorized;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -317,4 +317,124 @@ async fn scoring_respects_roles_branches_and_dates() {
 
     let unauthenticated = scoring.list_cluster_profiles(ListClusterProfilesRequest {}).await.expect_err("no token");
     assert_eq!(unauthenticated.code(), Code::Unauthenticated);
+}
+
+/// The ideal client portrait: one B2B segment targeting four products.
+/// Baskets over the window: W1 {LOAN, CARD}, K1 {LOAN, CARD, LEASE},
+/// W2 {LOAN}, W3 {LOAN}, K2 {LOAN, CARD, LEASE}: CARD -> LEASE has
+/// confidence 2/3 and lift (2 x 5) / (3 x 2) = 1.67.
+#[tokio::test]
+async fn segments_product_states_and_cross_sell() {
+    let (mut h, mut scoring) = network().await;
+    let admin = h.admin.clone();
+    let staff = h.env.token(Role::BranchStaff, &["WAW"]);
+    let products = ["P-CARD", "P-LEASE", "P-INSURE"]
+        .iter()
+        .map(|id| Product { id: (*id).into(), product_line_id: "PL-CREDIT".into(), name: id.replace("P-", "") })
+        .collect();
+    h.client
+        .batch_upsert_products(authorized(&admin, BatchUpsertProductsRequest { product_lines: vec![], products }))
+        .await
+        .expect("products");
+    let erp = h.env.token(Role::ErpIntegration, &["*"]);
+    let extra = vec![
+        TransactionLine { product_id: "P-CARD".into(), ..sale("W1-CARD", "C-WAW-1", "WAW", (2026, 3, 10), 1_000) },
+        TransactionLine { product_id: "P-CARD".into(), ..sale("K1-CARD", "C-KRK-1", "KRK", (2026, 3, 10), 1_000) },
+        TransactionLine { product_id: "P-LEASE".into(), ..sale("K1-LEASE", "C-KRK-1", "KRK", (2026, 4, 10), 1_000) },
+        TransactionLine { product_id: "P-CARD".into(), ..sale("K2-CARD", "C-KRK-2", "KRK", (2026, 10, 20), 1_000) },
+        TransactionLine { product_id: "P-LEASE".into(), ..sale("K2-LEASE", "C-KRK-2", "KRK", (2026, 10, 20), 1_000) },
+    ];
+    let stream = tokio_stream::iter([ImportTransactionsRequest { lines: extra }]);
+    h.client.import_transactions(authorized(&erp, stream)).await.expect("import");
+
+    let segment = Segment {
+        id: "b2b".into(),
+        name: "Business clients".into(),
+        priority: 1,
+        kinds: vec![ClientKind::B2b as i32],
+        target_product_ids: vec!["P-LOAN".into(), "P-CARD".into(), "P-LEASE".into(), "P-INSURE".into()],
+        ..Segment::default()
+    };
+    let upsert = |token: &str, segments: Vec<Segment>| authorized(token, BatchUpsertSegmentsRequest { segments });
+    let denied = scoring.batch_upsert_segments(upsert(&staff, vec![segment.clone()])).await.expect_err("staff");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let bad = Segment { kinds: vec![9], target_product_ids: vec!["P-NOPE".into()], ..segment.clone() };
+    let invalid = scoring.batch_upsert_segments(upsert(&admin, vec![bad])).await.expect_err("invalid");
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    let fields: Vec<String> =
+        invalid.get_details_bad_request().expect("details").field_violations.into_iter().map(|v| v.field).collect();
+    assert_eq!(fields, ["segments[0].kinds[0]"]);
+    let unknown = Segment { target_product_ids: vec!["P-NOPE".into()], ..segment.clone() };
+    let invalid = scoring.batch_upsert_segments(upsert(&admin, vec![unknown])).await.expect_err("unknown product");
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    let listed = scoring.list_segments(authorized(&admin, ListSegmentsRequest {})).await.expect("list").into_inner();
+    assert!(listed.segments.is_empty(), "nothing was written");
+    scoring.batch_upsert_segments(upsert(&admin, vec![segment])).await.expect("segments");
+
+    let summary = recompute(&mut scoring, &admin, as_of()).await.expect("recompute").pop().and_then(|m| m.summary);
+    assert!(summary.is_some());
+    let w1 = score(&mut h, "C-WAW-1").await;
+    assert_eq!(w1.segment_id, "b2b");
+    let maturity = w1.components.iter().find(|c| c.component == "maturity").expect("maturity component");
+    assert!(maturity.present && (maturity.component_score - 50.0).abs() < 1e-9, "{maturity:?}");
+
+    let portrait = scoring
+        .get_client_products(authorized(&staff, GetClientProductsRequest { client_id: "C-WAW-1".into() }))
+        .await
+        .expect("products")
+        .into_inner();
+    assert_eq!((portrait.segment_id.as_str(), portrait.targeted, portrait.used, portrait.maturity), ("b2b", 4, 2, 0.5));
+
+    let suggest = |token: &str| authorized(token, SuggestCrossSellRequest { client_id: "C-WAW-1".into(), limit: 0 });
+    let suggestions = scoring.suggest_cross_sell(suggest(&staff)).await.expect("suggest").into_inner().suggestions;
+    let ranked: Vec<&str> = suggestions.iter().map(|s| s.product_id.as_str()).collect();
+    // Both gaps are not offered; the basket evidence puts LEASE first.
+    assert_eq!(ranked, ["P-LEASE", "P-INSURE"]);
+    assert_eq!(suggestions[0].because_of_product_id, "P-CARD");
+    assert!((suggestions[0].lift - 5.0 / 3.0).abs() < 1e-9, "{:?}", suggestions[0]);
+    assert!(suggestions[0].explanation.contains("Business clients"), "{}", suggestions[0].explanation);
+
+    let set = |token: &str, client: &str, state: ProductStateKind, on: Option<Date>, reason: &str| {
+        authorized(
+            token,
+            SetProductStateRequest {
+                client_id: client.into(),
+                product_id: "P-INSURE".into(),
+                state: state as i32,
+                date: on,
+                reason: reason.into(),
+            },
+        )
+    };
+    let no_reason = scoring.set_product_state(set(&staff, "C-WAW-1", ProductStateKind::Refused, None, " ")).await;
+    assert_eq!(no_reason.expect_err("reason needed").code(), Code::InvalidArgument);
+    let future =
+        scoring.set_product_state(set(&staff, "C-WAW-1", ProductStateKind::Offered, date(2999, 1, 1), "")).await;
+    assert_eq!(future.expect_err("future").code(), Code::InvalidArgument);
+    let elsewhere = scoring.set_product_state(set(&staff, "C-KRK-1", ProductStateKind::Offered, as_of(), "")).await;
+    assert_eq!(elsewhere.expect_err("other branch").code(), Code::NotFound);
+    for _ in 0..2 {
+        let stored = scoring
+            .set_product_state(set(&staff, "C-WAW-1", ProductStateKind::Offered, as_of(), ""))
+            .await
+            .expect("offered")
+            .into_inner()
+            .state
+            .expect("state");
+        assert_eq!((stored.state(), stored.date), (ProductStateKind::Offered, as_of()));
+    }
+    let suggestions = scoring.suggest_cross_sell(suggest(&staff)).await.expect("suggest").into_inner().suggestions;
+    let offered = suggestions.iter().find(|s| s.product_id == "P-INSURE").expect("still a gap");
+    assert_eq!(offered.state(), ProductStateKind::Offered);
+    scoring
+        .set_product_state(set(&staff, "C-WAW-1", ProductStateKind::Contracted, as_of(), ""))
+        .await
+        .expect("contracted");
+    let suggestions = scoring.suggest_cross_sell(suggest(&staff)).await.expect("suggest").into_inner().suggestions;
+    assert!(suggestions.iter().all(|s| s.product_id != "P-INSURE"), "a contracted product is not suggested");
+    let hidden = scoring
+        .suggest_cross_sell(authorized(&staff, SuggestCrossSellRequest { client_id: "C-KRK-2".into(), limit: 0 }))
+        .await
+        .expect_err("other branch");
+    assert_eq!(hidden.code(), Code::NotFound);
 }

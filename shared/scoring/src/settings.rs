@@ -69,6 +69,8 @@ pub struct ScoringSettings {
     pub score: ScoreSettings,
     /// Behavioural clusters (k-means).
     pub clustering: ClusteringSettings,
+    /// Basket rules rarer than this share of baskets are noise (default 1%).
+    pub basket_min_support: f64,
 }
 
 impl Default for ScoringSettings {
@@ -80,6 +82,7 @@ impl Default for ScoringSettings {
             lifecycle_period_months: 3,
             score: ScoreSettings::default(),
             clustering: ClusteringSettings::default(),
+            basket_min_support: 0.01,
         }
     }
 }
@@ -94,6 +97,13 @@ impl ScoringSettings {
         self.abc.collect_violations("abc", &mut out);
         self.xyz.collect_violations("xyz", &mut out);
         self.score.collect_violations("score", &mut out);
+        if !(self.basket_min_support > 0.0 && self.basket_min_support <= 1.0) {
+            out.push(FieldViolation::new(
+                "",
+                "basket_min_support",
+                format!("must be in (0, 1], got {}", self.basket_min_support),
+            ));
+        }
         if let Err(InvalidSettings(violations)) = self.clustering.validate() {
             out.extend(
                 violations.into_iter().map(|v| FieldViolation { field: format!("clustering.{}", v.field), ..v }),

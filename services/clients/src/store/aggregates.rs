@@ -10,12 +10,15 @@ use std::collections::HashMap;
 pub struct PopulationClient {
     pub id: String,
     pub branch_id: String,
+    pub kind: i32,
+    pub size_band: i32,
+    pub industry: String,
 }
 
 /// Clients known on or before `as_of` (or with a line by then), by id.
 pub async fn population(pool: &PgPool, as_of: NaiveDate) -> sqlx::Result<Vec<PopulationClient>> {
     let rows = sqlx::query(
-        "SELECT id, branch_id FROM clients c
+        "SELECT id, branch_id, kind, size_band, industry FROM clients c
          WHERE known_since <= $1
             OR EXISTS (SELECT 1 FROM transaction_lines t WHERE t.client_id = c.id AND t.business_date <= $1)
          ORDER BY id",
@@ -24,7 +27,15 @@ pub async fn population(pool: &PgPool, as_of: NaiveDate) -> sqlx::Result<Vec<Pop
     .fetch_all(pool)
     .await?;
     rows.iter()
-        .map(|row| Ok(PopulationClient { id: row.try_get("id")?, branch_id: row.try_get("branch_id")? }))
+        .map(|row| {
+            Ok(PopulationClient {
+                id: row.try_get("id")?,
+                branch_id: row.try_get("branch_id")?,
+                kind: i32::from(row.try_get::<i16, _>("kind")?),
+                size_band: i32::from(row.try_get::<i16, _>("size_band")?),
+                industry: row.try_get("industry")?,
+            })
+        })
         .collect()
 }
 

@@ -2,10 +2,12 @@
 //! branch filter (`None` = whole network) so scope is enforced in SQL.
 mod aggregates;
 mod scores;
+mod segments;
 pub mod settings;
 
 pub use aggregates::*;
 pub use scores::*;
+pub use segments::*;
 
 use branchscore_proto::clients::v1::{Branch, Client, Employee, Product, ProductLine};
 use branchscore_proto::common::v1::Date;
