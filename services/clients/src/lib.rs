@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod explain;
+pub mod facts;
 pub mod ingest;
 pub mod maturity_batch;
 pub mod nightly;

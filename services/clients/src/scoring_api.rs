@@ -1,5 +1,6 @@
 //! The `branchscore.clients.v1.ScoringService` implementation: settings
 //! versions, the recompute batch and the reads built on its results.
+use crate::facts;
 use crate::portrait;
 use crate::recompute::{Recompute, RunLock};
 use crate::settings;
@@ -10,9 +11,10 @@ use branchscore_platform::{AppError, AppResult, Principal, Role};
 use branchscore_proto::clients::v1::scoring_service_server::ScoringService;
 use branchscore_proto::clients::v1::*;
 use branchscore_proto::common::v1::Date;
-use branchscore_proto::common::v1::{ClientKind, SizeBand};
+use branchscore_proto::common::v1::{ClientKind, Granularity, SizeBand};
 use branchscore_scoring::cross_sell;
 use branchscore_scoring::maturity::{self, ClientProducts, MaturityAssessment, ProductState, TargetMatrix};
+use branchscore_scoring::periods;
 use branchscore_scoring::segment::{BirthAttributes, Segmentation};
 use branchscore_scoring::window::AnalysisWindow;
 use chrono::NaiveDate;
@@ -28,6 +30,7 @@ const MAX_HISTORY: i32 = 1000;
 const MAX_SEGMENTS: usize = 100;
 const MAX_TARGETS: usize = 200;
 const MAX_SUGGESTIONS: i32 = 50;
+const MAX_FACT_DAYS: i64 = 3 * 366;
 
 /// The scoring service.
 #[derive(Debug, Clone)]
@@ -398,6 +401,61 @@ impl ScoringService for ScoringApi {
         Ok(Response::new(SuggestCrossSellResponse {
             suggestions: suggestions.iter().map(|s| portrait::suggestion(s, &segment_name, name)).collect(),
         }))
+    }
+
+    async fn get_client_facts(
+        &self,
+        request: Request<GetClientFactsRequest>,
+    ) -> Result<Response<GetClientFactsResponse>, Status> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require(&Role::ALL)?;
+        let body = request.into_inner();
+        let (from, to) = (body.from.and_then(|d| d.to_naive()), body.to.and_then(|d| d.to_naive()));
+        let granularity = match Granularity::try_from(body.granularity) {
+            Ok(Granularity::Day) => Some(periods::Granularity::Day),
+            Ok(Granularity::Week) => Some(periods::Granularity::Week),
+            Ok(Granularity::Month) => Some(periods::Granularity::Month),
+            Ok(Granularity::Unspecified) => Some(periods::Granularity::Whole),
+            Err(_) => None,
+        };
+        let mut v = Violations::new();
+        v.check(from.is_some(), || "from".into(), "is required and must be a real calendar date");
+        v.check(to.is_some(), || "to".into(), "is required and must be a real calendar date");
+        if let (Some(from), Some(to)) = (from, to) {
+            v.check(from <= to, || "to".into(), "must not be before from");
+            v.check((to - from).num_days() <= MAX_FACT_DAYS, || "to".into(), "the range may span at most 3 years");
+        }
+        v.check(granularity.is_some(), || "granularity".into(), "must be DAY, WEEK, MONTH or unspecified");
+        if !body.branch_id.is_empty() {
+            v.id(|| "branch_id".into(), &body.branch_id);
+        }
+        if !body.employee_id.is_empty() {
+            v.id(|| "employee_id".into(), &body.employee_id);
+        }
+        v.finish()?;
+        let (Some(from), Some(to), Some(granularity)) = (from, to, granularity) else {
+            return Err(AppError::internal(anyhow::anyhow!("validated range missing")).into());
+        };
+        if !body.branch_id.is_empty() {
+            principal.ensure_branch(&body.branch_id)?;
+        }
+        let scope = principal.branch_filter();
+        let stored = store::settings::effective(self.pool(), to).await.map_err(AppError::from)?;
+        let (clients, sales) = tokio::try_join!(
+            store::client_purchase_days(self.pool(), to, scope.as_deref(), &body.branch_id, &body.employee_id),
+            store::daily_sales(self.pool(), from, to, scope.as_deref(), &body.branch_id, &body.employee_id),
+        )
+        .map_err(AppError::from)?;
+        let periods = periods::split(from, to, granularity);
+        let facts = facts::assemble(
+            &periods,
+            stored.settings.lifecycle_period_months,
+            &clients,
+            &sales,
+            &self.company.currency,
+        )
+        .map_err(AppError::internal)?;
+        Ok(Response::new(GetClientFactsResponse { facts, settings_version: stored.version }))
     }
 }
 

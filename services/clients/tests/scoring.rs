@@ -4,7 +4,7 @@ use branchscore_clients::recompute::RunLock;
 use branchscore_platform::Role;
 use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
 use branchscore_proto::clients::v1::*;
-use branchscore_proto::common::v1::{AbcClass, ClientKind, Date, LifecycleStatus, XyzClass};
+use branchscore_proto::common::v1::{AbcClass, ClientKind, Date, Granularity, LifecycleStatus, XyzClass};
 use branchscore_testkit::authorized;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -437,4 +437,52 @@ async fn segments_product_states_and_cross_sell() {
         .await
         .expect_err("other branch");
     assert_eq!(hidden.code(), Code::NotFound);
+}
+
+/// October 2026 of the hand-computed network, month granularity, P = 3 months:
+/// * E-WAW: C-WAW-2 won (first purchase 1 Oct: primary 100.00), C-WAW-1 buys
+///   again in a known line (repeat 600.00); C-WAW-2 new and C-WAW-4 potential
+///   are at the initial stage; C-WAW-3 was already lost on 30 September.
+/// * E-KRK: C-KRK-2, lost on 30 September, buys on 20 October: restored;
+///   repeat sales 300.00 + 200.00 in two documents.
+#[tokio::test]
+async fn client_facts_per_employee_and_period() {
+    let (h, mut scoring) = network().await;
+    let admin = h.admin.clone();
+    let october = |token: &str, branch: &str| {
+        authorized(
+            token,
+            GetClientFactsRequest {
+                from: date(2026, 10, 1),
+                to: date(2026, 10, 31),
+                granularity: Granularity::Month as i32,
+                branch_id: branch.into(),
+                employee_id: String::new(),
+            },
+        )
+    };
+    let facts = scoring.get_client_facts(october(&admin, "")).await.expect("facts").into_inner().facts;
+    let of = |employee: &str| facts.iter().find(|f| f.employee_id == employee).cloned().expect("row");
+    let amount =
+        |fact: &Option<SalesFact>| fact.as_ref().map(|s| (s.documents, s.amount.as_ref().map_or(0, |m| m.minor_units)));
+    let waw = of("E-WAW");
+    assert_eq!((waw.period_start, waw.period_end), (date(2026, 10, 1), date(2026, 10, 31)));
+    assert_eq!((waw.new_clients, waw.lost_clients, waw.restored_clients), (1, 0, 0));
+    assert_eq!((waw.clients_at_initial_stage, waw.potential_clients), (2, 1));
+    assert_eq!(amount(&waw.primary_sales), Some((1, 10_000)));
+    assert_eq!(amount(&waw.repeat_sales), Some((1, 60_000)));
+    assert_eq!(amount(&waw.new_direction_sales), Some((0, 0)));
+    let krk = of("E-KRK");
+    assert_eq!((krk.new_clients, krk.lost_clients, krk.restored_clients), (0, 0, 1));
+    assert_eq!(amount(&krk.repeat_sales), Some((2, 50_000)));
+    assert_eq!(facts.len(), 2);
+
+    let staff = h.env.token(Role::BranchStaff, &["WAW"]);
+    let own = scoring.get_client_facts(october(&staff, "")).await.expect("own").into_inner().facts;
+    assert_eq!(own.iter().map(|f| f.branch_id.as_str()).collect::<Vec<_>>(), ["WAW"]);
+    let other = scoring.get_client_facts(october(&staff, "KRK")).await.expect_err("other branch");
+    assert_eq!(other.code(), Code::PermissionDenied);
+    let backwards = GetClientFactsRequest { from: date(2026, 10, 31), to: date(2026, 10, 1), ..Default::default() };
+    let invalid = scoring.get_client_facts(authorized(&admin, backwards)).await.expect_err("backwards");
+    assert_eq!(invalid.code(), Code::InvalidArgument);
 }

@@ -36,6 +36,7 @@ pub mod clustering;
 pub mod cross_sell;
 pub mod lifecycle;
 pub mod maturity;
+pub mod periods;
 pub mod rfm;
 pub mod score;
 pub mod segment;

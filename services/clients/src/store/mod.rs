@@ -1,11 +1,13 @@
 //! Postgres access for the clients service. Every read takes the caller's
 //! branch filter (`None` = whole network) so scope is enforced in SQL.
 mod aggregates;
+mod facts;
 mod scores;
 mod segments;
 pub mod settings;
 
 pub use aggregates::*;
+pub use facts::*;
 pub use scores::*;
 pub use segments::*;
 

@@ -1,0 +1,138 @@
+//! The raw material of `GetClientFacts`: clients with their purchase days,
+//! and sales per day, branch, seller and kind.
+use chrono::NaiveDate;
+use sqlx::{PgPool, Row};
+
+/// A client and every distinct day it made a purchase, up to a date.
+#[derive(Debug, Clone)]
+pub struct ClientPurchaseDays {
+    pub branch_id: String,
+    pub owner_employee_id: String,
+    pub known_since: NaiveDate,
+    /// Sorted.
+    pub purchase_days: Vec<NaiveDate>,
+}
+
+/// Clients known by `to` within the filters, with their purchase days up to `to`.
+pub async fn client_purchase_days(
+    pool: &PgPool,
+    to: NaiveDate,
+    scope: Option<&[String]>,
+    branch_id: &str,
+    employee_id: &str,
+) -> sqlx::Result<Vec<ClientPurchaseDays>> {
+    let rows = sqlx::query(
+        "SELECT c.branch_id, COALESCE(c.owner_employee_id, '') AS owner, c.known_since,
+                COALESCE(array_agg(DISTINCT t.business_date ORDER BY t.business_date)
+                         FILTER (WHERE t.business_date IS NOT NULL), '{}') AS days
+         FROM clients c
+         LEFT JOIN transaction_lines t ON t.client_id = c.id AND t.business_date <= $1 AND t.amount_minor > 0
+         WHERE ($2::text[] IS NULL OR c.branch_id = ANY($2)) AND ($3 = '' OR c.branch_id = $3)
+           AND ($4 = '' OR c.owner_employee_id = $4)
+         GROUP BY c.id HAVING c.known_since <= $1 OR count(t.id) > 0",
+    )
+    .bind(to)
+    .bind(scope)
+    .bind(branch_id)
+    .bind(employee_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ClientPurchaseDays {
+                branch_id: row.try_get("branch_id")?,
+                owner_employee_id: row.try_get("owner")?,
+                known_since: row.try_get("known_since")?,
+                purchase_days: row.try_get("days")?,
+            })
+        })
+        .collect()
+}
+
+/// How a sold line counts for the client it was sold to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SaleKind {
+    /// Part of the client's first purchase document.
+    Primary,
+    /// Its product line was bought by the client on an earlier day.
+    Repeat,
+    /// Its product line is new to the client.
+    NewDirection,
+}
+
+/// Sales of one kind on one day by one seller in one branch.
+#[derive(Debug, Clone)]
+pub struct DailySales {
+    pub day: NaiveDate,
+    pub branch_id: String,
+    pub employee_id: String,
+    pub kind: SaleKind,
+    pub documents: i64,
+    pub amount_minor: i64,
+}
+
+/// Purchases sold in `[from, to]` within the filters, classified per line:
+/// primary if the line belongs to the client's first purchase document (the
+/// earliest day, then the smallest document id), else repeat if the client
+/// bought the line's product line on an earlier day, else new direction.
+pub async fn daily_sales(
+    pool: &PgPool,
+    from: NaiveDate,
+    to: NaiveDate,
+    scope: Option<&[String]>,
+    branch_id: &str,
+    employee_id: &str,
+) -> sqlx::Result<Vec<DailySales>> {
+    let rows = sqlx::query(
+        "WITH sold AS (
+             SELECT t.*, p.product_line_id FROM transaction_lines t JOIN products p ON p.id = t.product_id
+             WHERE t.business_date BETWEEN $1 AND $2 AND t.amount_minor > 0
+               AND ($3::text[] IS NULL OR t.branch_id = ANY($3)) AND ($4 = '' OR t.branch_id = $4)
+               AND ($5 = '' OR t.employee_id = $5)
+         ),
+         history AS (
+             SELECT t.client_id, t.business_date, t.document_id, p.product_line_id
+             FROM transaction_lines t JOIN products p ON p.id = t.product_id
+             WHERE t.amount_minor > 0 AND t.business_date <= $2 AND t.client_id IN (SELECT client_id FROM sold)
+         ),
+         first_document AS (
+             SELECT DISTINCT ON (client_id) client_id, document_id FROM history
+             ORDER BY client_id, business_date, document_id
+         ),
+         first_in_line AS (
+             SELECT client_id, product_line_id, min(business_date) AS first_day FROM history GROUP BY 1, 2
+         )
+         SELECT s.business_date AS day, s.branch_id, s.employee_id,
+                CASE WHEN s.document_id = f.document_id THEN 0
+                     WHEN l.first_day < s.business_date THEN 1 ELSE 2 END AS kind,
+                count(DISTINCT s.document_id) AS documents, sum(s.amount_minor)::bigint AS amount
+         FROM sold s
+         JOIN first_document f ON f.client_id = s.client_id
+         JOIN first_in_line l ON l.client_id = s.client_id AND l.product_line_id = s.product_line_id
+         GROUP BY 1, 2, 3, 4",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(scope)
+    .bind(branch_id)
+    .bind(employee_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let kind = match row.try_get::<i32, _>("kind")? {
+                0 => SaleKind::Primary,
+                1 => SaleKind::Repeat,
+                _ => SaleKind::NewDirection,
+            };
+            Ok(DailySales {
+                day: row.try_get("day")?,
+                branch_id: row.try_get("branch_id")?,
+                employee_id: row.try_get("employee_id")?,
+                kind,
+                documents: row.try_get("documents")?,
+                amount_minor: row.try_get("amount")?,
+            })
+        })
+        .collect()
+}
