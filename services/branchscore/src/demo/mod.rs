@@ -91,8 +91,7 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
     let scoring = ScoringServiceClient::with_interceptor(channel.clone(), analyst.clone());
     let reader = ClientsServiceClient::with_interceptor(channel, analyst)
         .max_decoding_message_size(config.clients.server.max_message_bytes);
-    let ids: Vec<String> = network.clients.iter().map(|c| c.id.clone()).collect();
-    let scored = scores::recompute_and_read(&scoring, &reader, as_of, &ids).await?;
+    let scored = scores::score_network(&scoring, &reader, as_of, &network).await?;
     print!("{}", report::scoring(&scored, &network, &spec.currency));
     Ok(())
 }

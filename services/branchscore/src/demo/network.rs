@@ -2,7 +2,9 @@
 //! catalogue, clients with distinct buying behaviours and the ERP's sales
 //! lines over the months before the as-of date. Pure: the same spec always
 //! yields the same network.
-use branchscore_proto::clients::v1::{Branch, Client, Employee, LineKind, Product, ProductLine, TransactionLine};
+use branchscore_proto::clients::v1::{
+    Branch, Client, Employee, LineKind, Product, ProductLine, Segment, TransactionLine,
+};
 use branchscore_proto::common::v1::{ClientKind, Date, EmployeeRole, Money, SizeBand};
 use chrono::{Datelike, Months, NaiveDate};
 use rand::{Rng, SeedableRng};
@@ -126,6 +128,8 @@ pub struct Network {
     /// Behaviour of each client, parallel to `clients`.
     pub behaviours: Vec<Behaviour>,
     pub lines: Vec<TransactionLine>,
+    /// The ideal client portrait: what each kind of client should use.
+    pub segments: Vec<Segment>,
 }
 
 /// Generates the network for `spec`.
@@ -151,6 +155,7 @@ pub fn generate(spec: &NetworkSpec) -> Network {
             prices.push((id, *price));
         }
     }
+    network.segments = segments();
     let first_month = first_of_month(spec.as_of) - Months::new(spec.months);
     for n in 0..spec.clients {
         let branch = &network.branches[n % network.branches.len()];
@@ -163,6 +168,47 @@ pub fn generate(spec: &NetworkSpec) -> Network {
         network.behaviours.push(behaviour);
     }
     network
+}
+
+/// Big businesses, small businesses and private clients, each with the
+/// products a client of its kind should use.
+fn segments() -> Vec<Segment> {
+    let segment =
+        |id: &str, name: &str, priority, kinds: &[ClientKind], bands: &[SizeBand], targets: &[&str]| Segment {
+            id: id.into(),
+            name: name.into(),
+            priority,
+            kinds: kinds.iter().map(|k| *k as i32).collect(),
+            size_bands: bands.iter().map(|b| *b as i32).collect(),
+            industries: Vec::new(),
+            target_product_ids: targets.iter().map(|t| (*t).into()).collect(),
+        };
+    vec![
+        segment(
+            "key-accounts",
+            "big businesses",
+            10,
+            &[ClientKind::B2b],
+            &[SizeBand::Medium, SizeBand::Large],
+            &["PL-PRINT-02", "PL-PRINT-03", "PL-PACK-01", "PL-OFFICE-01", "PL-OFFICE-02", "PL-SIGN-02", "PL-DESIGN-02"],
+        ),
+        segment(
+            "small-business",
+            "small businesses",
+            20,
+            &[ClientKind::B2b],
+            &[],
+            &["PL-PRINT-01", "PL-PACK-02", "PL-OFFICE-01", "PL-OFFICE-02", "PL-SIGN-01", "PL-DESIGN-01"],
+        ),
+        segment(
+            "private",
+            "private clients",
+            30,
+            &[ClientKind::B2c],
+            &[],
+            &["PL-PRINT-01", "PL-PACK-03", "PL-OFFICE-03"],
+        ),
+    ]
 }
 
 fn staff_of(branch: &str, city: &str) -> Vec<Employee> {
@@ -440,5 +486,9 @@ mod tests {
         }
         let returns = network.lines.iter().filter(|l| l.kind == LineKind::Return as i32).count();
         assert!(returns > 0 && returns * 20 < network.lines.len());
+        let products: HashSet<&str> = network.products.iter().map(|p| p.id.as_str()).collect();
+        for segment in &network.segments {
+            assert!(segment.target_product_ids.iter().all(|p| products.contains(p.as_str())), "{segment:?}");
+        }
     }
 }

@@ -205,12 +205,16 @@ pub fn scoring(report: &ScoreReport, network: &Network, currency: &str) -> Strin
     let _ = writeln!(out, "\nWhy these scores (a few clients explained)");
     for (why, score) in explained_picks(&report.scores) {
         explain(&mut out, why, score, names.get(score.client_id.as_str()).copied().unwrap_or(""), currency);
+        let suggested = report.suggestions.iter().find(|(id, _)| *id == score.client_id).map(|(_, s)| s.as_slice());
+        for (rank, suggestion) in suggested.unwrap_or_default().iter().enumerate() {
+            let _ = writeln!(out, "    offer #{}: {} ({})", rank + 1, suggestion.product_name, suggestion.explanation);
+        }
     }
     out
 }
 
 /// The best client, the B client closest to A, and the biggest lost client.
-fn explained_picks(scores: &[ClientScore]) -> Vec<(&'static str, &ClientScore)> {
+pub fn explained_picks(scores: &[ClientScore]) -> Vec<(&'static str, &ClientScore)> {
     let mut picks = Vec::new();
     if let Some(best) = scores.iter().max_by(|a, b| a.score.total_cmp(&b.score)) {
         picks.push(("the best score", best));

@@ -1,5 +1,7 @@
 //! The demo's scoring step: recompute through the API with a progress bar,
 //! then read back what people look at.
+use super::network::Network;
+use super::report::explained_picks;
 use branchscore_platform::client::CallCredentials;
 use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
 use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
@@ -20,6 +22,8 @@ pub struct ScoreReport {
     pub matrix: GetAbcXyzMatrixResponse,
     pub clusters: ListClusterProfilesResponse,
     pub scores: Vec<ClientScore>,
+    /// Cross-sell suggestions for the clients the report explains.
+    pub suggestions: Vec<(String, Vec<CrossSellSuggestion>)>,
 }
 
 fn phase_name(phase: i32) -> &'static str {
@@ -33,13 +37,15 @@ fn phase_name(phase: i32) -> &'static str {
     }
 }
 
-/// Recomputes as of `as_of`, then reads the matrix, the clusters and every score.
-pub async fn recompute_and_read(
+/// Stores the segments, recomputes as of `as_of`, then reads the matrix, the
+/// clusters, every score and suggestions for the clients the report explains.
+pub async fn score_network(
     scoring: &Scoring,
     clients: &Clients,
     as_of: NaiveDate,
-    client_ids: &[String],
+    network: &Network,
 ) -> anyhow::Result<ScoreReport> {
+    scoring.clone().batch_upsert_segments(BatchUpsertSegmentsRequest { segments: network.segments.clone() }).await?;
     let style = ProgressStyle::with_template("{msg:>14} [{bar:40.green/blue}] {human_pos}/{human_len}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
@@ -61,10 +67,17 @@ pub async fn recompute_and_read(
     let summary = summary.ok_or_else(|| anyhow::anyhow!("the recompute ended without a summary"))?;
     let matrix = scoring.clone().get_abc_xyz_matrix(GetAbcXyzMatrixRequest::default()).await?.into_inner();
     let clusters = scoring.clone().list_cluster_profiles(ListClusterProfilesRequest {}).await?.into_inner();
-    let mut scores = Vec::with_capacity(client_ids.len());
-    for chunk in client_ids.chunks(1000) {
+    let ids: Vec<String> = network.clients.iter().map(|c| c.id.clone()).collect();
+    let mut scores = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(1000) {
         let request = BatchGetClientScoresRequest { client_ids: chunk.to_vec() };
         scores.extend(clients.clone().batch_get_client_scores(request).await?.into_inner().scores);
     }
-    Ok(ScoreReport { summary, matrix, clusters, scores })
+    let mut suggestions = Vec::new();
+    for (_, score) in explained_picks(&scores) {
+        let request = SuggestCrossSellRequest { client_id: score.client_id.clone(), limit: 3 };
+        let suggested = scoring.clone().suggest_cross_sell(request).await?.into_inner().suggestions;
+        suggestions.push((score.client_id.clone(), suggested));
+    }
+    Ok(ScoreReport { summary, matrix, clusters, scores, suggestions })
 }
