@@ -406,6 +406,57 @@ impl ClientsService for ClientsApi {
         Ok(Response::new(ListClientsResponse { clients, next_page_token }))
     }
 
+    async fn list_first_purchases(
+        &self,
+        request: Request<ListFirstPurchasesRequest>,
+    ) -> Result<Response<ListFirstPurchasesResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require(READERS)?;
+        let body = request.get_ref();
+        let (from, to) = (body.from.and_then(|d| d.to_naive()), body.to.and_then(|d| d.to_naive()));
+        let mut v = Violations::new();
+        v.check(from.is_some(), || "from".into(), "is required and must be a real calendar date");
+        v.check(to.is_some(), || "to".into(), "is required and must be a real calendar date");
+        v.check(from.zip(to).is_none_or(|(from, to)| from <= to), || "to".into(), "must not be before from");
+        v.check(
+            (0..=5000).contains(&body.page_size),
+            || "page_size".into(),
+            "must be between 0 (default 500) and 5000",
+        );
+        let after = page_token::decode(&body.page_token);
+        v.check(after.is_some(), || "page_token".into(), "is not a token this service issued");
+        v.finish()?;
+        let (Some(from), Some(to), Some(after)) = (from, to, after) else {
+            return Err(AppError::internal(anyhow::anyhow!("validated request incomplete")).into());
+        };
+        if !body.branch_id.is_empty() {
+            principal.ensure_branch(&body.branch_id)?;
+        }
+        let after = after.split_once('\n').unwrap_or((after.as_str(), ""));
+        let limit = if body.page_size == 0 { 500 } else { i64::from(body.page_size) };
+        let mut purchases = store::first_purchases(
+            &self.pool,
+            from,
+            to,
+            scope(principal).as_deref(),
+            &body.branch_id,
+            after,
+            limit + 1,
+        )
+        .await
+        .map_err(AppError::from)?;
+        let next_page_token = if purchases.len() as i64 > limit {
+            purchases.truncate(limit as usize);
+            purchases
+                .last()
+                .map(|p| page_token::encode(&format!("{}\n{}", p.client_id, p.product_id)))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListFirstPurchasesResponse { purchases, next_page_token }))
+    }
+
     async fn import_transactions(
         &self,
         request: Request<Streaming<ImportTransactionsRequest>>,

@@ -18,8 +18,11 @@ use std::time::{Duration, Instant};
 
 /// Advisory lock key of the recompute ("BSRECOMP").
 const LOCK_KEY: i64 = 0x4253_5245_434f_4d50;
-/// Clients per write statement and per cache pipeline.
+/// Clients per write statement.
 const CHUNK: usize = 5_000;
+/// Scores per cache pipeline: small enough to finish within the cache's short
+/// command timeout (a slow pipeline counts as failed, and is only a miss later).
+const CACHE_CHUNK: usize = 1_000;
 
 /// Receives (phase, done, total) as the run advances.
 pub trait Progress: Send {
@@ -158,7 +161,7 @@ impl Recompute {
 
         // Postgres holds the truth now; the cache only has to catch up.
         let mut cached = 0u64;
-        for chunk in rows.chunks(CHUNK) {
+        for chunk in rows.chunks(CACHE_CHUNK) {
             let entries: Vec<(String, Vec<u8>)> =
                 chunk.iter().map(|r| (crate::api::score_key(&r.client_id), r.record.clone())).collect();
             self.cache.set_many(&entries, self.score_cache_ttl).await;

@@ -486,3 +486,50 @@ async fn client_facts_per_employee_and_period() {
     let invalid = scoring.get_client_facts(authorized(&admin, backwards)).await.expect_err("backwards");
     assert_eq!(invalid.code(), Code::InvalidArgument);
 }
+
+#[tokio::test]
+async fn first_purchases_of_each_product_page_by_page_within_scope() {
+    let (mut h, _) = network().await;
+    let admin = h.admin.clone();
+    let ask = |token: &str, from, to, page_token: String| {
+        authorized(token, ListFirstPurchasesRequest { from, to, branch_id: String::new(), page_size: 1, page_token })
+    };
+    let october = h
+        .client
+        .list_first_purchases(ask(&admin, date(2026, 10, 1), date(2026, 10, 31), String::new()))
+        .await
+        .expect("october")
+        .into_inner();
+    // C-KRK-2 bought again in October, but its first purchase was in 2025-01.
+    let got: Vec<(&str, bool)> =
+        october.purchases.iter().map(|p| (p.client_id.as_str(), p.first_purchase_of_client)).collect();
+    assert_eq!(got, [("C-WAW-2", true)]);
+
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = h
+            .client
+            .list_first_purchases(ask(&admin, date(2025, 11, 1), date(2025, 11, 30), token))
+            .await
+            .expect("page")
+            .into_inner();
+        pages.extend(page.purchases.into_iter().map(|p| p.client_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(pages, ["C-KRK-1", "C-WAW-1"]);
+
+    let staff = h.env.token(Role::BranchStaff, &["WAW"]);
+    let own = h
+        .client
+        .list_first_purchases(ask(&staff, date(2025, 11, 1), date(2025, 11, 30), String::new()))
+        .await
+        .expect("own")
+        .into_inner();
+    assert_eq!(own.purchases.iter().map(|p| p.client_id.as_str()).collect::<Vec<_>>(), ["C-WAW-1"]);
+    let bad = h.client.list_first_purchases(ask(&staff, date(2025, 11, 30), date(2025, 11, 1), String::new())).await;
+    assert_eq!(bad.expect_err("backwards").code(), Code::InvalidArgument);
+}

@@ -136,3 +136,55 @@ pub async fn daily_sales(
         })
         .collect()
 }
+
+/// Each client's first purchase of each product, for those in `[from, to]`,
+/// after the (client, product) key `after`, at most `limit`.
+pub async fn first_purchases(
+    pool: &PgPool,
+    from: NaiveDate,
+    to: NaiveDate,
+    scope: Option<&[String]>,
+    branch_id: &str,
+    after: (&str, &str),
+    limit: i64,
+) -> sqlx::Result<Vec<branchscore_proto::clients::v1::FirstPurchase>> {
+    let rows = sqlx::query(
+        "WITH firsts AS (
+             SELECT DISTINCT ON (client_id, product_id) client_id, product_id, business_date, document_id,
+                    employee_id, branch_id,
+                    business_date = min(business_date) OVER (PARTITION BY client_id) AS first_of_client
+             FROM transaction_lines
+             WHERE amount_minor > 0 AND business_date <= $2
+               AND client_id IN (SELECT client_id FROM transaction_lines WHERE business_date BETWEEN $1 AND $2)
+             ORDER BY client_id, product_id, business_date, document_id
+         )
+         SELECT * FROM firsts
+         WHERE business_date >= $1 AND ($3::text[] IS NULL OR branch_id = ANY($3)) AND ($4 = '' OR branch_id = $4)
+           AND (client_id, product_id) > ($5, $6)
+         ORDER BY client_id, product_id LIMIT $7",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(scope)
+    .bind(branch_id)
+    .bind(after.0)
+    .bind(after.1)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(branchscore_proto::clients::v1::FirstPurchase {
+                client_id: row.try_get("client_id")?,
+                product_id: row.try_get("product_id")?,
+                business_date: Some(branchscore_proto::common::v1::Date::from(
+                    row.try_get::<NaiveDate, _>("business_date")?,
+                )),
+                document_id: row.try_get("document_id")?,
+                employee_id: row.try_get("employee_id")?,
+                branch_id: row.try_get("branch_id")?,
+                first_purchase_of_client: row.try_get("first_of_client")?,
+            })
+        })
+        .collect()
+}
