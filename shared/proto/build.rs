@@ -6,6 +6,7 @@ const PROTOS: &[&str] = &[
     "branchscore/common/v1/common.proto",
     "branchscore/clients/v1/clients.proto",
     "branchscore/clients/v1/scoring.proto",
+    "branchscore/pipeline/v1/pipeline.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

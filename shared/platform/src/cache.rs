@@ -55,6 +55,16 @@ impl Cache {
             Cache::InProcess(local) => local.delete(keys),
         }
     }
+
+    /// Appends entries (field/value pairs) to a Redis Stream, for consumers
+    /// outside this process. `false` when they were not all appended (Redis
+    /// down, or no Redis configured): the caller keeps them and tries again.
+    pub async fn append_to_stream(&self, stream: &str, entries: &[Vec<(&str, String)>]) -> bool {
+        match self {
+            Cache::Redis(redis) => redis.append_to_stream(stream, entries).await,
+            Cache::InProcess(_) => false,
+        }
+    }
 }
 
 /// Redis behind a [`ConnectionManager`] with short timeouts.
@@ -179,6 +189,21 @@ impl RedisCache {
             pipeline.cmd("SET").arg(self.key(key)).arg(value.as_slice()).arg("PX").arg(millis).ignore();
         }
         self.run::<()>("SET", pipeline).await;
+    }
+
+    async fn append_to_stream(&self, stream: &str, entries: &[Vec<(&str, String)>]) -> bool {
+        if entries.is_empty() {
+            return true;
+        }
+        let mut pipeline = redis::pipe();
+        for fields in entries {
+            let command = pipeline.cmd("XADD").arg(self.key(stream)).arg("*");
+            for (field, value) in fields {
+                command.arg(*field).arg(value);
+            }
+            command.ignore();
+        }
+        self.run::<()>("XADD", pipeline).await.is_some()
     }
 
     async fn delete(&self, keys: &[String]) {

@@ -13,6 +13,12 @@ pub mod clients {
     }
 }
 
+pub mod pipeline {
+    pub mod v1 {
+        tonic::include_proto!("branchscore.pipeline.v1");
+    }
+}
+
 mod convert;
 
 /// Descriptor set of every branchscore package, for gRPC reflection.

@@ -37,6 +37,7 @@ pub mod cross_sell;
 pub mod lifecycle;
 pub mod maturity;
 pub mod periods;
+pub mod pipeline;
 pub mod rfm;
 pub mod score;
 pub mod segment;

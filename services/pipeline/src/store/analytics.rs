@@ -1,0 +1,210 @@
+//! The reads behind the forecast, the funnel, the plan calculator and the
+//! facts for kpi.
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{PgPool, Row};
+
+/// Whose numbers: the caller's branches (`None` = network), optionally one
+/// branch and one employee (empty = all).
+#[derive(Debug, Clone, Copy)]
+pub struct Filter<'a> {
+    pub scope: Option<&'a [String]>,
+    pub branch_id: &'a str,
+    pub employee_id: &'a str,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ForecastRow {
+    pub month: NaiveDate,
+    pub branch_id: String,
+    pub employee_id: String,
+    pub open_deals: i64,
+    pub pipeline_amount: i64,
+    pub weighted_forecast: i64,
+}
+
+/// Open deals by expected close month, branch and owner; the weighted sum
+/// rounds each deal to a minor unit (half away from zero), as the domain rule does.
+pub async fn forecast(pool: &PgPool, filter: Filter<'_>) -> sqlx::Result<Vec<ForecastRow>> {
+    sqlx::query_as(
+        "SELECT date_trunc('month', expected_close)::date AS month, branch_id, owner_employee_id AS employee_id,
+                count(*) AS open_deals, sum(amount_minor)::bigint AS pipeline_amount,
+                sum(round(amount_minor::numeric * probability / 100))::bigint AS weighted_forecast
+         FROM deals
+         WHERE status = 1 AND ($1::text[] IS NULL OR branch_id = ANY($1)) AND ($2 = '' OR branch_id = $2)
+           AND ($3 = '' OR owner_employee_id = $3)
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    )
+    .bind(filter.scope)
+    .bind(filter.branch_id)
+    .bind(filter.employee_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// A deal of the funnel with its transitions (stage index, entered at).
+#[derive(Debug, Clone)]
+pub struct FunnelDeal {
+    pub status: i16,
+    pub stage_index: i32,
+    pub loss_reason: Option<String>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub entered: Vec<(i32, DateTime<Utc>)>,
+}
+
+/// Deals of one pipeline created in `[from, to]` with their stage entries.
+pub async fn funnel_deals(
+    pool: &PgPool,
+    pipeline_id: &str,
+    filter: Filter<'_>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> sqlx::Result<Vec<FunnelDeal>> {
+    let rows = sqlx::query(
+        "SELECT d.status, d.stage_index, d.loss_reason, d.closed_at,
+                array_agg(t.to_stage_index ORDER BY t.id) FILTER (WHERE t.to_stage_index >= 0) AS indices,
+                array_agg(t.at ORDER BY t.id) FILTER (WHERE t.to_stage_index >= 0) AS entered
+         FROM deals d JOIN deal_transitions t ON t.deal_id = d.id
+         WHERE d.pipeline_id = $1 AND d.created_at::date BETWEEN $5 AND $6
+           AND ($2::text[] IS NULL OR d.branch_id = ANY($2)) AND ($3 = '' OR d.branch_id = $3)
+           AND ($4 = '' OR d.owner_employee_id = $4)
+         GROUP BY d.id",
+    )
+    .bind(pipeline_id)
+    .bind(filter.scope)
+    .bind(filter.branch_id)
+    .bind(filter.employee_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let indices: Vec<i32> = row.try_get::<Option<Vec<i32>>, _>("indices")?.unwrap_or_default();
+            let entered: Vec<DateTime<Utc>> =
+                row.try_get::<Option<Vec<DateTime<Utc>>>, _>("entered")?.unwrap_or_default();
+            Ok(FunnelDeal {
+                status: row.try_get("status")?,
+                stage_index: row.try_get("stage_index")?,
+                loss_reason: row.try_get("loss_reason")?,
+                closed_at: row.try_get("closed_at")?,
+                entered: indices.into_iter().zip(entered).collect(),
+            })
+        })
+        .collect()
+}
+
+/// Leads received in `[from, to]` and how many became deals.
+pub async fn lead_conversion(
+    pool: &PgPool,
+    filter: Filter<'_>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> sqlx::Result<(i64, i64)> {
+    let row = sqlx::query(
+        "SELECT count(*) AS leads, count(deal_id) AS converted FROM leads
+         WHERE received_at::date BETWEEN $4 AND $5 AND ($1::text[] IS NULL OR branch_id = ANY($1))
+           AND ($2 = '' OR branch_id = $2) AND ($3 = '' OR owner_employee_id = $3)",
+    )
+    .bind(filter.scope)
+    .bind(filter.branch_id)
+    .bind(filter.employee_id)
+    .bind(from)
+    .bind(to)
+    .fetch_one(pool)
+    .await?;
+    Ok((row.try_get("leads")?, row.try_get("converted")?))
+}
+
+/// Won deals since `since`: (count, mean amount), and deals opened since then.
+pub async fn win_measures(pool: &PgPool, filter: Filter<'_>, since: DateTime<Utc>) -> sqlx::Result<(i64, i64, i64)> {
+    let row = sqlx::query(
+        "SELECT count(*) FILTER (WHERE status = 2) AS won,
+                COALESCE(round(avg(amount_minor) FILTER (WHERE status = 2)), 0)::bigint AS average_won,
+                count(*) AS opened
+         FROM deals WHERE created_at >= $3 AND ($1::text[] IS NULL OR branch_id = ANY($1))
+           AND ($2 = '' OR branch_id = $2)",
+    )
+    .bind(filter.scope)
+    .bind(filter.branch_id)
+    .bind(since)
+    .fetch_one(pool)
+    .await?;
+    Ok((row.try_get("won")?, row.try_get("average_won")?, row.try_get("opened")?))
+}
+
+/// Per day, branch and employee: what `GetPipelineFacts` adds up.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct DailyPipeline {
+    pub day: NaiveDate,
+    pub branch_id: String,
+    pub employee_id: String,
+    pub leads: i64,
+    pub answered_leads: i64,
+    pub response_seconds: f64,
+    pub sla_breaches: i64,
+    pub converted_leads: i64,
+    pub deals_won: i64,
+    pub won_amount: i64,
+    pub deals_lost: i64,
+    pub overdue_control_points: i64,
+}
+
+/// Leads by day received, deals by day closed, control points by due day
+/// (in the company's zone `zone`), `[from, to]`, as of `now`.
+pub async fn daily_pipeline(
+    pool: &PgPool,
+    zone: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    filter: Filter<'_>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<DailyPipeline>> {
+    sqlx::query_as(
+        "WITH l AS (
+             SELECT (received_at AT TIME ZONE $1)::date AS day, branch_id, owner_employee_id AS employee_id,
+                    count(*) AS leads, count(first_response_at) AS answered_leads,
+                    COALESCE(sum(extract(epoch FROM first_response_at - received_at)), 0)::float8 AS response_seconds,
+                    count(*) FILTER (WHERE extract(epoch FROM COALESCE(first_response_at, $7) - received_at) > sla_seconds)
+                        AS sla_breaches,
+                    count(deal_id) AS converted_leads
+             FROM leads GROUP BY 1, 2, 3
+         ),
+         d AS (
+             SELECT (closed_at AT TIME ZONE $1)::date AS day, branch_id, owner_employee_id AS employee_id,
+                    count(*) FILTER (WHERE status = 2) AS deals_won,
+                    COALESCE(sum(amount_minor) FILTER (WHERE status = 2), 0)::bigint AS won_amount,
+                    count(*) FILTER (WHERE status = 3) AS deals_lost
+             FROM deals WHERE closed_at IS NOT NULL GROUP BY 1, 2, 3
+         ),
+         c AS (
+             SELECT due_date AS day, branch_id, owner_employee_id AS employee_id,
+                    count(*) FILTER (WHERE COALESCE((completed_at AT TIME ZONE $1)::date, ($7 AT TIME ZONE $1)::date) > due_date)
+                        AS overdue_control_points
+             FROM control_points WHERE due_date < ($7 AT TIME ZONE $1)::date GROUP BY 1, 2, 3
+         ),
+         keys AS (SELECT day, branch_id, employee_id FROM l UNION SELECT day, branch_id, employee_id FROM d
+                  UNION SELECT day, branch_id, employee_id FROM c)
+         SELECT k.day, k.branch_id, k.employee_id,
+                COALESCE(l.leads, 0) AS leads, COALESCE(l.answered_leads, 0) AS answered_leads,
+                COALESCE(l.response_seconds, 0) AS response_seconds, COALESCE(l.sla_breaches, 0) AS sla_breaches,
+                COALESCE(l.converted_leads, 0) AS converted_leads, COALESCE(d.deals_won, 0) AS deals_won,
+                COALESCE(d.won_amount, 0) AS won_amount, COALESCE(d.deals_lost, 0) AS deals_lost,
+                COALESCE(c.overdue_control_points, 0) AS overdue_control_points
+         FROM keys k
+         LEFT JOIN l USING (day, branch_id, employee_id)
+         LEFT JOIN d USING (day, branch_id, employee_id)
+         LEFT JOIN c USING (day, branch_id, employee_id)
+         WHERE k.day BETWEEN $2 AND $3 AND ($4::text[] IS NULL OR k.branch_id = ANY($4)) AND ($5 = '' OR k.branch_id = $5)
+           AND ($6 = '' OR k.employee_id = $6)
+         ORDER BY 1, 2, 3",
+    )
+    .bind(zone)
+    .bind(from)
+    .bind(to)
+    .bind(filter.scope)
+    .bind(filter.branch_id)
+    .bind(filter.employee_id)
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
