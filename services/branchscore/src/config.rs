@@ -1,7 +1,7 @@
 //! The whole configuration of one `branchscore` process: the platform
 //! sections every service shares plus one section per service.
 use branchscore_platform::auth::AuthConfig;
-use branchscore_platform::config::{self, CompanyConfig, ConfigError, RedisConfig};
+use branchscore_platform::config::{self, CompanyConfig, ConfigError, PeersConfig, RedisConfig};
 use branchscore_platform::service::PlatformConfig;
 use branchscore_platform::telemetry::TelemetryConfig;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,9 @@ pub struct BranchscoreConfig {
     pub auth: AuthConfig,
     pub company: CompanyConfig,
     pub redis: RedisConfig,
+    pub peers: PeersConfig,
     pub clients: branchscore_clients::Config,
+    pub pipeline: branchscore_pipeline::Config,
 }
 
 impl BranchscoreConfig {
@@ -28,7 +30,12 @@ impl BranchscoreConfig {
 
     /// The sections every service reads.
     pub fn platform(&self) -> PlatformConfig {
-        PlatformConfig { auth: self.auth.clone(), company: self.company.clone(), redis: self.redis.clone() }
+        PlatformConfig {
+            auth: self.auth.clone(),
+            company: self.company.clone(),
+            redis: self.redis.clone(),
+            peers: self.peers.clone(),
+        }
     }
 }
 

@@ -11,14 +11,17 @@ use sqlx::migrate::Migrator;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum ServiceName {
     Clients,
+    Pipeline,
 }
 
 impl ServiceName {
-    pub const ALL: [ServiceName; 1] = [ServiceName::Clients];
+    /// In start order: a service starts after the peers it calls.
+    pub const ALL: [ServiceName; 2] = [ServiceName::Clients, ServiceName::Pipeline];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Clients => "clients",
+            ServiceName::Pipeline => "pipeline",
         }
     }
 
@@ -30,12 +33,14 @@ impl ServiceName {
     pub fn database(self, config: &BranchscoreConfig) -> &DatabaseConfig {
         match self {
             ServiceName::Clients => &config.clients.database,
+            ServiceName::Pipeline => &config.pipeline.database,
         }
     }
 
     pub fn migrator(self) -> &'static Migrator {
         match self {
             ServiceName::Clients => &branchscore_clients::MIGRATOR,
+            ServiceName::Pipeline => &branchscore_pipeline::MIGRATOR,
         }
     }
 
@@ -48,6 +53,7 @@ impl ServiceName {
         let platform = config.platform();
         match self {
             ServiceName::Clients => branchscore_clients::run(&config.clients, &platform, shutdown).await,
+            ServiceName::Pipeline => branchscore_pipeline::run(&config.pipeline, &platform, shutdown).await,
         }
     }
 }

@@ -26,15 +26,34 @@ fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr")
 }
 
-/// The process environment that points the clients service at this test's world.
-fn service_env(env: &TestEnv, command: &mut Command, grpc: SocketAddr, metrics: SocketAddr) {
-    command
-        .env("BRANCHSCORE_CLIENTS__SERVER__LISTEN", grpc.to_string())
-        .env("BRANCHSCORE_CLIENTS__DATABASE__URL", &env.database.url)
-        .env("BRANCHSCORE_CLIENTS__DATABASE__MIGRATE_ON_START", "false")
-        .env("BRANCHSCORE_REDIS__URL", &env.platform.redis.url)
-        .env("BRANCHSCORE_REDIS__KEY_PREFIX", &env.platform.redis.key_prefix)
-        .env("BRANCHSCORE_TELEMETRY__METRICS_LISTEN", metrics.to_string());
+/// A database and a port per service, and the metrics port.
+struct World {
+    clients: (TestEnv, SocketAddr),
+    pipeline: (TestEnv, SocketAddr),
+    metrics: SocketAddr,
+}
+
+impl World {
+    fn new() -> Self {
+        World { clients: (TestEnv::new(), free_addr()), pipeline: (TestEnv::new(), free_addr()), metrics: free_addr() }
+    }
+
+    /// The process environment that points every service at this world.
+    fn apply<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        let (clients, pipeline) = (&self.clients, &self.pipeline);
+        command
+            .env("BRANCHSCORE_CLIENTS__SERVER__LISTEN", clients.1.to_string())
+            .env("BRANCHSCORE_CLIENTS__DATABASE__URL", &clients.0.database.url)
+            .env("BRANCHSCORE_CLIENTS__DATABASE__MIGRATE_ON_START", "false")
+            .env("BRANCHSCORE_PIPELINE__SERVER__LISTEN", pipeline.1.to_string())
+            .env("BRANCHSCORE_PIPELINE__DATABASE__URL", &pipeline.0.database.url)
+            .env("BRANCHSCORE_PIPELINE__DATABASE__MIGRATE_ON_START", "false")
+            .env("BRANCHSCORE_PEERS__CLIENTS", format!("http://{}", clients.1))
+            .env("BRANCHSCORE_PEERS__PIPELINE", format!("http://{}", pipeline.1))
+            .env("BRANCHSCORE_REDIS__URL", &clients.0.platform.redis.url)
+            .env("BRANCHSCORE_REDIS__KEY_PREFIX", &clients.0.platform.redis.key_prefix)
+            .env("BRANCHSCORE_TELEMETRY__METRICS_LISTEN", self.metrics.to_string())
+    }
 }
 
 struct Serving(Child);
@@ -115,34 +134,39 @@ fn token_mints_what_the_services_accept_and_refuses_what_they_would_not() {
 
 #[test]
 fn migrate_then_serve_then_demo_then_drain_on_sigterm() {
-    let env = TestEnv::new();
-    let (grpc, metrics) = (free_addr(), free_addr());
+    let world = World::new();
+    let grpc = world.clients.1;
+    let metrics = world.metrics;
 
-    let mut migrate = branchscore();
-    service_env(&env, migrate.arg("migrate").arg("clients"), grpc, metrics);
-    let output = run(&mut migrate);
+    let output = run(world.apply(branchscore().arg("migrate")));
     assert!(output.status.success(), "migrate failed: {}", text(&output.stderr));
 
     let mut serve = branchscore();
-    service_env(&env, serve.args(["serve", "clients"]).stdout(Stdio::null()).stderr(Stdio::null()), grpc, metrics);
+    world.apply(serve.arg("serve").stdout(Stdio::null()).stderr(Stdio::null()));
     let mut serving = Serving(serve.spawn().expect("spawn serve"));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}")).expect("uri").connect_lazy();
-        branchscore_platform::client::wait_serving(channel, Duration::from_secs(30)).await.expect("serving");
+        for addr in [world.clients.1, world.pipeline.1] {
+            let channel =
+                tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
+            branchscore_platform::client::wait_serving(channel, Duration::from_secs(30)).await.expect("serving");
+        }
     });
 
     let demo_args = ["demo", "--target", &format!("http://{grpc}"), "--branches", "3", "--clients", "120"];
     let demo_args = [&demo_args[..], &["--months", "6", "--seed", "5", "--as-of", "2026-10-31"]].concat();
-    let first = run(branchscore().args(&demo_args));
+    let first = run(world.apply(branchscore().args(&demo_args)));
     assert!(first.status.success(), "demo failed: {}", text(&first.stderr));
     let first = text(&first.stdout);
     let accepted = imported(&first, "accepted");
     assert!(accepted > 100, "{first}");
     assert_eq!(imported(&first, "rejected"), 0, "{first}");
     assert!(first.contains("3 broken lines sent on purpose, 3 refused"), "{first}");
+    assert!(first.contains("ABC x XYZ") && first.contains("Funnel (schiffman pipeline"), "{first}");
     // The same network again: every line is a duplicate, nothing changes.
-    let again = text(&run(branchscore().args(&demo_args)).stdout);
+    let again = run(world.apply(branchscore().args(&demo_args)));
+    assert!(again.status.success(), "demo again failed: {}", text(&again.stderr));
+    let again = text(&again.stdout);
     assert_eq!(imported(&again, "accepted"), 0, "{again}");
     assert_eq!(imported(&again, "duplicates"), accepted, "{again}");
 

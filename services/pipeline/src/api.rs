@@ -3,7 +3,7 @@
 use crate::deals::{self, LOST, OPEN, WON};
 use crate::store::{self, ControlPointRow, DealRow, Filter, LeadRow};
 use crate::{ChannelRule, ChannelRules, Config, events, presets};
-use branchscore_platform::client::{CallCredentials, RetryPolicy};
+use branchscore_platform::client::{CallCredentials, ClientConfig, RetryPolicy};
 use branchscore_platform::config::CompanyConfig;
 use branchscore_platform::validate::Violations;
 use branchscore_platform::{AppError, AppResult, Principal, Role};
@@ -48,12 +48,18 @@ fn to_time(timestamp: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
 }
 
 impl PipelineApi {
-    pub fn new(pool: sqlx::PgPool, company: CompanyConfig, clients: Channel, config: &Config) -> Self {
+    pub fn new(
+        pool: sqlx::PgPool,
+        company: CompanyConfig,
+        clients: Channel,
+        config: &Config,
+        calls: &ClientConfig,
+    ) -> Self {
         PipelineApi {
             pool,
             company,
             clients,
-            retry: RetryPolicy::new(&config.clients),
+            retry: RetryPolicy::new(calls),
             channels: config.channels.clone(),
             cycle_multiple: config.cycle_multiple,
             presets: Arc::new(OnceCell::new()),

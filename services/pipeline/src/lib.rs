@@ -8,7 +8,6 @@ pub mod events;
 pub mod presets;
 pub mod store;
 
-use branchscore_platform::client::ClientConfig;
 use branchscore_platform::config::{DatabaseConfig, ServerConfig};
 use branchscore_platform::server::ServerBuilder;
 use branchscore_platform::service::{self, PlatformConfig, RunningService, ServiceSpec};
@@ -60,9 +59,6 @@ impl Default for ChannelRules {
 pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
-    /// Where the clients service answers (deals are checked against it).
-    pub clients_url: String,
-    pub clients: ClientConfig,
     /// A deal may take this many average sales cycles to pass the gate.
     pub cycle_multiple: f64,
     pub channels: ChannelRules,
@@ -76,8 +72,6 @@ impl Default for Config {
         Config {
             server: ServerConfig { listen: ([127, 0, 0, 1], 50052).into(), ..ServerConfig::default() },
             database: DatabaseConfig::local("branchscore_pipeline"),
-            clients_url: "http://127.0.0.1:50051".into(),
-            clients: ClientConfig::default(),
             cycle_multiple: 4.0,
             channels: ChannelRules::default(),
             relay_interval_ms: Duration::from_millis(500),
@@ -95,7 +89,8 @@ pub async fn run(
         config.cycle_multiple.is_finite() && config.cycle_multiple > 0.0,
         "pipeline.cycle_multiple must be a positive number"
     );
-    let clients = branchscore_platform::client::channel(&config.clients_url, &config.clients)?;
+    // Deals are checked against the clients service.
+    let clients = branchscore_platform::client::channel(&platform.peers.clients, &platform.peers.client)?;
     let spec =
         ServiceSpec { name: "pipeline", server: &config.server, database: &config.database, migrator: &MIGRATOR };
     let relay_shutdown = shutdown.clone();
@@ -113,7 +108,7 @@ pub async fn run(
                     relay_shutdown,
                 ));
             }
-            let api = api::PipelineApi::new(context.pool, context.company, clients, config);
+            let api = api::PipelineApi::new(context.pool, context.company, clients, config, &platform.peers.client);
             let server = PipelineServiceServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max);
             ServerBuilder::new(context.server).add_service(InterceptedService::new(server, context.authenticator))
         },

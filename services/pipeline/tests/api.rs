@@ -76,11 +76,11 @@ async fn start_with(clients_url: Option<String>) -> Harness {
         Some(url) => url,
         None => format!("http://{}", start_clients(&clients_env).await),
     };
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    env.platform.peers.clients = clients_url;
     let config = branchscore_pipeline::Config {
         server: env.server(),
         database: env.database.clone(),
-        clients_url,
         relay_interval_ms: std::time::Duration::from_millis(50),
         ..Default::default()
     };

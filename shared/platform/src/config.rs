@@ -144,6 +144,32 @@ impl Default for RedisConfig {
     }
 }
 
+/// Where the other services answer, and how calls to them behave.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeersConfig {
+    pub clients: String,
+    pub pipeline: String,
+    pub feedback: String,
+    pub kpi: String,
+    pub reporting: String,
+    /// Deadlines, retries and back-off of every call to a peer.
+    pub client: crate::client::ClientConfig,
+}
+
+impl Default for PeersConfig {
+    fn default() -> Self {
+        PeersConfig {
+            clients: "http://127.0.0.1:50051".into(),
+            pipeline: "http://127.0.0.1:50052".into(),
+            feedback: "http://127.0.0.1:50053".into(),
+            kpi: "http://127.0.0.1:50054".into(),
+            reporting: "http://127.0.0.1:50055".into(),
+            client: crate::client::ClientConfig::default(),
+        }
+    }
+}
+
 /// Company-wide facts every service needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

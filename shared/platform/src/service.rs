@@ -3,7 +3,7 @@
 //! serve until shutdown, drain.
 use crate::auth::{AuthConfig, Authenticator};
 use crate::cache::Cache;
-use crate::config::{CompanyConfig, DatabaseConfig, RedisConfig, ServerConfig};
+use crate::config::{CompanyConfig, DatabaseConfig, PeersConfig, RedisConfig, ServerConfig};
 use crate::server::ServerBuilder;
 use crate::shutdown::CancellationToken;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ pub struct PlatformConfig {
     pub auth: AuthConfig,
     pub company: CompanyConfig,
     pub redis: RedisConfig,
+    pub peers: PeersConfig,
 }
 
 /// What a service's API needs from the platform.

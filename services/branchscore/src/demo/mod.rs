@@ -2,6 +2,7 @@
 //! API, then what the platform makes of it.
 pub mod load;
 pub mod network;
+pub mod pipeline;
 pub mod report;
 pub mod scores;
 
@@ -13,6 +14,7 @@ use branchscore_platform::client::{self, CallCredentials, ClientConfig, RetryPol
 use branchscore_platform::shutdown::CancellationToken;
 use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
 use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
+use branchscore_proto::pipeline::v1::pipeline_service_client::PipelineServiceClient;
 use chrono::NaiveDate;
 use network::NetworkSpec;
 use std::time::{Duration, Instant};
@@ -33,8 +35,9 @@ pub struct DemoOptions {
     /// Last business date of the history (default: today in the company's zone).
     #[arg(long)]
     pub as_of: Option<NaiveDate>,
-    /// A running clients service (e.g. `http://127.0.0.1:50051`). Without it
-    /// the demo starts the services in this process on fresh `branchscore_demo_*`
+    /// A running clients service (e.g. `http://127.0.0.1:50051`; the other
+    /// services are found through the `peers` configuration). Without it the
+    /// demo starts the services in this process on fresh `branchscore_demo_*`
     /// databases (dropped and recreated on every run).
     #[arg(long)]
     pub target: Option<String>,
@@ -59,13 +62,17 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
     let (target, config) = match &options.target {
         Some(url) => (url.clone(), config.clone()),
         None => {
-            let config = in_process_config(config);
+            let mut config = in_process_config(config);
             for service in ServiceName::ALL {
                 branchscore_platform::db::recreate_database(service.database(&config)).await?;
             }
-            let running = ServiceName::Clients.start(&config, shutdown.clone()).await?;
-            eprintln!("started the clients service on {} (database {})", running.addr, config.clients.database.url);
-            (format!("http://{}", running.addr), config)
+            let clients = ServiceName::Clients.start(&config, shutdown.clone()).await?;
+            // Later services call the clients service where it really listens.
+            config.peers.clients = format!("http://{}", clients.addr);
+            let pipeline = ServiceName::Pipeline.start(&config, shutdown.clone()).await?;
+            config.peers.pipeline = format!("http://{}", pipeline.addr);
+            eprintln!("started the clients service on {} and the pipeline service on {}", clients.addr, pipeline.addr);
+            (config.peers.clients.clone(), config)
         }
     };
     println!(
@@ -93,6 +100,13 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
         .max_decoding_message_size(config.clients.server.max_message_bytes);
     let scored = scores::score_network(&scoring, &reader, as_of, &network).await?;
     print!("{}", report::scoring(&scored, &network, &spec.currency));
+
+    let sales = CallCredentials::bearer(&issuer.mint("demo-sales", Role::Admin, &[], Duration::from_secs(3600))?)?;
+    let pipeline_channel = client::channel(&config.peers.pipeline, &client_config)?;
+    client::wait_serving(pipeline_channel.clone(), Duration::from_secs(60)).await?;
+    let pipeline = PipelineServiceClient::with_interceptor(pipeline_channel, sales);
+    let story = pipeline::run(&pipeline, &network, spec.seed, as_of).await?;
+    print!("{}", report::pipeline(&story, &spec.currency));
     Ok(())
 }
 
@@ -103,6 +117,7 @@ fn in_process_config(config: &BranchscoreConfig) -> BranchscoreConfig {
     for service in ServiceName::ALL {
         let (server, database) = match service {
             ServiceName::Clients => (&mut demo.clients.server, &mut demo.clients.database),
+            ServiceName::Pipeline => (&mut demo.pipeline.server, &mut demo.pipeline.database),
         };
         server.listen = ([127, 0, 0, 1], 0).into();
         database.url = renamed_database(&database.url, &format!("branchscore_demo_{}", service.as_str()));

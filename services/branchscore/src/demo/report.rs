@@ -1,6 +1,7 @@
 //! The demo's printed summary: tables and terminal bar charts.
 use super::load::LoadReport;
 use super::network::{Behaviour, Network};
+use super::pipeline::PipelineReport;
 use super::scores::ScoreReport;
 use branchscore_proto::clients::v1::ClientScore;
 use branchscore_proto::clients::v1::TransactionLine;
@@ -276,6 +277,65 @@ fn explain(out: &mut String, why: &str, s: &ClientScore, name: &str, currency: &
     for note in &s.notes {
         let _ = writeln!(out, "    note: {note}");
     }
+}
+
+/// First responses, the funnel with its losses and bottleneck, the forecast.
+pub fn pipeline(report: &PipelineReport, currency: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\nPipeline: {} leads, {} deals opened from them", report.leads, report.deals);
+    let _ = writeln!(out, "  first response by channel     leads   mean    SLA breaches");
+    for (channel, leads, seconds, breaches) in &report.response_by_channel {
+        let _ = writeln!(out, "  {channel:<28} {leads:>6} {:>6}  {breaches:>6}", duration(*seconds));
+    }
+    if report.gate_refusals > 0 {
+        let _ = writeln!(
+            out,
+            "  the qualification gate refused {} moves, e.g.: {}",
+            report.gate_refusals, report.first_refusal
+        );
+    }
+    let f = &report.funnel;
+    let _ = writeln!(out, "\nFunnel ({} pipeline, deals of the last 12 months)", f.pipeline_id);
+    let max = f.stages.first().map_or(0, |s| s.reached);
+    for s in &f.stages {
+        let _ = writeln!(
+            out,
+            "  {:<11} {:>3}% {:>5} reached  {:>5.1}% onward  {:>5.1} days  {:>4} lost  {}",
+            s.stage,
+            s.probability_percent,
+            s.reached,
+            s.conversion_to_next * 100.0,
+            s.average_days_in_stage,
+            s.lost_here,
+            bar(s.reached, max, 30)
+        );
+    }
+    let _ = writeln!(out, "  won {}, lost {}; bottleneck: {}", f.won, f.lost, f.bottleneck_stage);
+    let mut reasons: BTreeMap<&str, i64> = BTreeMap::new();
+    for loss in &f.losses {
+        *reasons.entry(loss.reason.as_str()).or_default() += loss.deals;
+    }
+    let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    let _ = writeln!(out, "  losses by reason: {}", reasons.join(", "));
+    let mut by_month: BTreeMap<String, i64> = BTreeMap::new();
+    for line in &report.forecast.lines {
+        let month = line.month.and_then(|d| d.to_naive()).map(|d| d.format("%Y-%m").to_string()).unwrap_or_default();
+        *by_month.entry(month).or_default() += units(&line.weighted_forecast);
+    }
+    let _ = writeln!(
+        out,
+        "\nWeighted forecast of open deals by expected close month ({currency}), total {}",
+        whole(units(&report.forecast.total_weighted_forecast))
+    );
+    let max = by_month.values().copied().max().unwrap_or(0);
+    for (month, amount) in &by_month {
+        let _ = writeln!(out, "  {month} {:>14}  {}", whole(*amount), bar(*amount, max, 40));
+    }
+    out
+}
+
+fn duration(seconds: f64) -> String {
+    if seconds < 3600.0 { format!("{:.0} min", seconds / 60.0) } else { format!("{:.1} h", seconds / 3600.0) }
 }
 
 /// Signed: returns carry negative amounts.
