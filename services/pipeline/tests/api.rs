@@ -515,3 +515,37 @@ async fn leads_sla_conversion_funnel_forecast_plan_and_facts() {
     // The late lead was received an hour ago, which may be yesterday in Warsaw just after midnight.
     assert!(mine.leads >= 1 && mine.sla_breaches <= mine.leads);
 }
+
+#[tokio::test]
+async fn pipelines_are_versioned_and_the_default_can_change() {
+    let mut h = start().await;
+    let (admin, waw) = (h.admin.clone(), h.waw.clone());
+    let listed = h.pipeline.list_pipelines(authorized(&waw, ListPipelinesRequest {})).await.expect("list").into_inner();
+    let ids: Vec<(&str, bool)> = listed.pipelines.iter().map(|p| (p.id.as_str(), p.is_default)).collect();
+    assert_eq!(ids, [("schiffman", true), ("agency", false)]);
+    let agency = listed.pipelines[1].clone();
+    let probabilities: Vec<i32> = agency.stages.iter().map(|s| s.probability_percent).collect();
+    assert_eq!(probabilities, [25, 40, 50, 75, 90, 100]);
+
+    let mut changed = Pipeline { is_default: true, ..agency.clone() };
+    changed.stages[0].name = "Proposal in the works".into();
+    let store = |token: &str, pipeline: Pipeline| authorized(token, CreatePipelineRequest { pipeline: Some(pipeline) });
+    let denied = h.pipeline.create_pipeline(store(&waw, changed.clone())).await.expect_err("staff");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let mut broken = changed.clone();
+    broken.stages.last_mut().expect("stage").probability_percent = 95;
+    let invalid = h.pipeline.create_pipeline(store(&admin, broken)).await.expect_err("invalid");
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    let stored =
+        h.pipeline.create_pipeline(store(&admin, changed)).await.expect("v2").into_inner().pipeline.expect("p");
+    assert_eq!((stored.id.as_str(), stored.version, stored.is_default), ("agency", 2, true));
+
+    // New deals open in the new default; a deal keeps the version it was opened in.
+    let deal = create(&mut h, &waw, new_deal("in-default", "C-WAW", "WAW")).await;
+    assert_eq!(
+        (deal.pipeline_id.as_str(), deal.pipeline_version, deal.stage.as_str()),
+        ("agency", 2, "proposal_writing")
+    );
+    let listed = h.pipeline.list_pipelines(authorized(&waw, ListPipelinesRequest {})).await.expect("list").into_inner();
+    assert_eq!(listed.pipelines[0].id, "agency");
+}
