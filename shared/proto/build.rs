@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "branchscore/clients/v1/clients.proto",
     "branchscore/clients/v1/scoring.proto",
     "branchscore/pipeline/v1/pipeline.proto",
+    "branchscore/feedback/v1/feedback.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

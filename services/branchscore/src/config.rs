@@ -18,6 +18,7 @@ pub struct BranchscoreConfig {
     pub peers: PeersConfig,
     pub clients: branchscore_clients::Config,
     pub pipeline: branchscore_pipeline::Config,
+    pub feedback: branchscore_feedback::Config,
 }
 
 impl BranchscoreConfig {

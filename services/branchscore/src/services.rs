@@ -12,16 +12,18 @@ use sqlx::migrate::Migrator;
 pub enum ServiceName {
     Clients,
     Pipeline,
+    Feedback,
 }
 
 impl ServiceName {
     /// In start order: a service starts after the peers it calls.
-    pub const ALL: [ServiceName; 2] = [ServiceName::Clients, ServiceName::Pipeline];
+    pub const ALL: [ServiceName; 3] = [ServiceName::Clients, ServiceName::Pipeline, ServiceName::Feedback];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Clients => "clients",
             ServiceName::Pipeline => "pipeline",
+            ServiceName::Feedback => "feedback",
         }
     }
 
@@ -34,6 +36,7 @@ impl ServiceName {
         match self {
             ServiceName::Clients => &config.clients.database,
             ServiceName::Pipeline => &config.pipeline.database,
+            ServiceName::Feedback => &config.feedback.database,
         }
     }
 
@@ -41,6 +44,7 @@ impl ServiceName {
         match self {
             ServiceName::Clients => &branchscore_clients::MIGRATOR,
             ServiceName::Pipeline => &branchscore_pipeline::MIGRATOR,
+            ServiceName::Feedback => &branchscore_feedback::MIGRATOR,
         }
     }
 
@@ -54,6 +58,7 @@ impl ServiceName {
         match self {
             ServiceName::Clients => branchscore_clients::run(&config.clients, &platform, shutdown).await,
             ServiceName::Pipeline => branchscore_pipeline::run(&config.pipeline, &platform, shutdown).await,
+            ServiceName::Feedback => branchscore_feedback::run(&config.feedback, &platform, shutdown).await,
         }
     }
 }

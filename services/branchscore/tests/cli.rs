@@ -30,17 +30,23 @@ fn free_addr() -> SocketAddr {
 struct World {
     clients: (TestEnv, SocketAddr),
     pipeline: (TestEnv, SocketAddr),
+    feedback: (TestEnv, SocketAddr),
     metrics: SocketAddr,
 }
 
 impl World {
     fn new() -> Self {
-        World { clients: (TestEnv::new(), free_addr()), pipeline: (TestEnv::new(), free_addr()), metrics: free_addr() }
+        World {
+            clients: (TestEnv::new(), free_addr()),
+            pipeline: (TestEnv::new(), free_addr()),
+            feedback: (TestEnv::new(), free_addr()),
+            metrics: free_addr(),
+        }
     }
 
     /// The process environment that points every service at this world.
     fn apply<'c>(&self, command: &'c mut Command) -> &'c mut Command {
-        let (clients, pipeline) = (&self.clients, &self.pipeline);
+        let (clients, pipeline, feedback) = (&self.clients, &self.pipeline, &self.feedback);
         command
             .env("BRANCHSCORE_CLIENTS__SERVER__LISTEN", clients.1.to_string())
             .env("BRANCHSCORE_CLIENTS__DATABASE__URL", &clients.0.database.url)
@@ -48,6 +54,10 @@ impl World {
             .env("BRANCHSCORE_PIPELINE__SERVER__LISTEN", pipeline.1.to_string())
             .env("BRANCHSCORE_PIPELINE__DATABASE__URL", &pipeline.0.database.url)
             .env("BRANCHSCORE_PIPELINE__DATABASE__MIGRATE_ON_START", "false")
+            .env("BRANCHSCORE_FEEDBACK__SERVER__LISTEN", feedback.1.to_string())
+            .env("BRANCHSCORE_FEEDBACK__DATABASE__URL", &feedback.0.database.url)
+            .env("BRANCHSCORE_FEEDBACK__DATABASE__MIGRATE_ON_START", "false")
+            .env("BRANCHSCORE_PEERS__FEEDBACK", format!("http://{}", feedback.1))
             .env("BRANCHSCORE_PEERS__CLIENTS", format!("http://{}", clients.1))
             .env("BRANCHSCORE_PEERS__PIPELINE", format!("http://{}", pipeline.1))
             .env("BRANCHSCORE_REDIS__URL", &clients.0.platform.redis.url)
@@ -146,7 +156,7 @@ fn migrate_then_serve_then_demo_then_drain_on_sigterm() {
     let mut serving = Serving(serve.spawn().expect("spawn serve"));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        for addr in [world.clients.1, world.pipeline.1] {
+        for addr in [world.clients.1, world.pipeline.1, world.feedback.1] {
             let channel =
                 tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
             branchscore_platform::client::wait_serving(channel, Duration::from_secs(30)).await.expect("serving");
@@ -163,6 +173,7 @@ fn migrate_then_serve_then_demo_then_drain_on_sigterm() {
     assert_eq!(imported(&first, "rejected"), 0, "{first}");
     assert!(first.contains("3 broken lines sent on purpose, 3 refused"), "{first}");
     assert!(first.contains("ABC x XYZ") && first.contains("Funnel (schiffman pipeline"), "{first}");
+    assert!(first.contains("Feedback:") && first.contains("NPS"), "{first}");
     // The same network again: every line is a duplicate, nothing changes.
     let again = run(world.apply(branchscore().args(&demo_args)));
     assert!(again.status.success(), "demo again failed: {}", text(&again.stderr));

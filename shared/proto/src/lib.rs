@@ -19,6 +19,12 @@ pub mod pipeline {
     }
 }
 
+pub mod feedback {
+    pub mod v1 {
+        tonic::include_proto!("branchscore.feedback.v1");
+    }
+}
+
 mod convert;
 
 /// Descriptor set of every branchscore package, for gRPC reflection.

@@ -32,16 +32,22 @@
 pub mod abc;
 pub mod basket;
 pub mod batch;
+pub mod cadence;
 pub mod clustering;
+pub mod complaints;
+pub mod coverage;
 pub mod cross_sell;
 pub mod lifecycle;
 pub mod maturity;
+pub mod nps;
 pub mod periods;
 pub mod pipeline;
+pub mod quality;
 pub mod rfm;
 pub mod score;
 pub mod segment;
 pub mod settings;
+pub mod touchpoints;
 pub mod window;
 pub mod xyz;
 

@@ -71,7 +71,12 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
             config.peers.clients = format!("http://{}", clients.addr);
             let pipeline = ServiceName::Pipeline.start(&config, shutdown.clone()).await?;
             config.peers.pipeline = format!("http://{}", pipeline.addr);
-            eprintln!("started the clients service on {} and the pipeline service on {}", clients.addr, pipeline.addr);
+            let feedback = ServiceName::Feedback.start(&config, shutdown.clone()).await?;
+            config.peers.feedback = format!("http://{}", feedback.addr);
+            eprintln!(
+                "started the clients ({}), pipeline ({}) and feedback ({}) services",
+                clients.addr, pipeline.addr, feedback.addr
+            );
             (config.peers.clients.clone(), config)
         }
     };
@@ -101,6 +106,17 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
     let scored = scores::score_network(&scoring, &reader, as_of, &network).await?;
     print!("{}", report::scoring(&scored, &network, &spec.currency));
 
+    let feedback_channel = client::channel(&config.peers.feedback, &client_config)?;
+    client::wait_serving(feedback_channel.clone(), Duration::from_secs(60)).await?;
+    let tokens = branchscore_feedback::demo::DemoTokens {
+        head_office: issuer.mint("demo-analyst", Role::HqAnalyst, &[], Duration::from_secs(3600))?,
+        erp: erp_token.clone(),
+    };
+    let clients_channel = client::channel(&config.peers.clients, &client_config)?;
+    let feedback =
+        branchscore_feedback::demo::run(feedback_channel, clients_channel, &tokens, as_of, spec.seed).await?;
+    print!("{feedback}");
+
     let sales = CallCredentials::bearer(&issuer.mint("demo-sales", Role::Admin, &[], Duration::from_secs(3600))?)?;
     let pipeline_channel = client::channel(&config.peers.pipeline, &client_config)?;
     client::wait_serving(pipeline_channel.clone(), Duration::from_secs(60)).await?;
@@ -118,6 +134,7 @@ fn in_process_config(config: &BranchscoreConfig) -> BranchscoreConfig {
         let (server, database) = match service {
             ServiceName::Clients => (&mut demo.clients.server, &mut demo.clients.database),
             ServiceName::Pipeline => (&mut demo.pipeline.server, &mut demo.pipeline.database),
+            ServiceName::Feedback => (&mut demo.feedback.server, &mut demo.feedback.database),
         };
         server.listen = ([127, 0, 0, 1], 0).into();
         database.url = renamed_database(&database.url, &format!("branchscore_demo_{}", service.as_str()));
