@@ -9,6 +9,7 @@ pub mod maturity_batch;
 pub mod nightly;
 pub mod portrait;
 pub mod recompute;
+pub mod satisfaction;
 pub mod scoring_api;
 pub mod settings;
 pub mod store;
@@ -20,6 +21,7 @@ use branchscore_platform::shutdown::CancellationToken;
 use branchscore_proto::clients::v1::clients_service_server::ClientsServiceServer;
 use branchscore_proto::clients::v1::scoring_service_server::ScoringServiceServer;
 use recompute::Recompute;
+use satisfaction::SatisfactionSource;
 use scoring_api::ScoringApi;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -61,6 +63,10 @@ pub async fn run(
     let spec = ServiceSpec { name: "clients", server: &config.server, database: &config.database, migrator: &MIGRATOR };
     let ttl = config.score_cache_ttl_ms;
     let nightly_at = nightly::parse_time(&config.recompute_at)?;
+    // Satisfaction comes from the feedback service when one is configured.
+    let feedback = (!platform.peers.feedback.trim().is_empty())
+        .then(|| branchscore_platform::client::channel(&platform.peers.feedback, &platform.peers.client))
+        .transpose()?;
     let nightly_shutdown = shutdown.clone();
     service::launch(
         spec,
@@ -72,9 +78,11 @@ pub async fn run(
                 cache: context.cache.clone(),
                 currency: context.company.currency.clone(),
                 score_cache_ttl: ttl,
+                satisfaction: feedback.clone().map(|channel| SatisfactionSource::new(channel, &platform.peers.client)),
             };
             if let Some(at) = nightly_at {
-                tokio::spawn(nightly::schedule(recompute.clone(), context.company.clone(), at, nightly_shutdown));
+                let own = nightly::service_credentials(&platform.auth);
+                tokio::spawn(nightly::schedule(recompute.clone(), context.company.clone(), at, own, nightly_shutdown));
             }
             let scoring = ScoringServiceServer::new(ScoringApi::new(recompute, context.company.clone()))
                 .max_decoding_message_size(max)

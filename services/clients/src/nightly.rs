@@ -1,6 +1,9 @@
 //! `branchscore serve` recomputes the scores every night at a local time of
 //! the company's zone; a run already in progress elsewhere is left alone.
 use crate::recompute::{Recompute, RunLock};
+use branchscore_platform::Role;
+use branchscore_platform::auth::{AuthConfig, TokenIssuer};
+use branchscore_platform::client::CallCredentials;
 use branchscore_platform::config::CompanyConfig;
 use branchscore_platform::shutdown::CancellationToken;
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
@@ -31,8 +34,27 @@ pub fn next_run(now: DateTime<Utc>, zone: Tz, at: NaiveTime) -> DateTime<Utc> {
     }
 }
 
+/// The nightly run's own token for the feedback service: minted with the
+/// HS256 secret; with an RS256 identity provider the service cannot mint,
+/// and nightly scores leave satisfaction out.
+pub fn service_credentials(auth: &AuthConfig) -> Option<CallCredentials> {
+    if !auth.rs256_public_key_pem.trim().is_empty() {
+        return None;
+    }
+    let token = TokenIssuer::new(auth)
+        .mint("clients-nightly", Role::Admin, &[], std::time::Duration::from_secs(3 * 3600))
+        .ok()?;
+    CallCredentials::bearer(&token).ok()
+}
+
 /// Runs the recompute every day at `at` until shutdown.
-pub async fn schedule(recompute: Recompute, company: CompanyConfig, at: NaiveTime, shutdown: CancellationToken) {
+pub async fn schedule(
+    recompute: Recompute,
+    company: CompanyConfig,
+    at: NaiveTime,
+    credentials: Option<CallCredentials>,
+    shutdown: CancellationToken,
+) {
     let Ok(zone) = company.zone() else { return };
     loop {
         let next = next_run(Utc::now(), zone, at);
@@ -46,7 +68,7 @@ pub async fn schedule(recompute: Recompute, company: CompanyConfig, at: NaiveTim
         match RunLock::acquire(&recompute.pool).await {
             Ok(lock) => {
                 let mut quiet = |_, _, _| {};
-                if let Err(err) = recompute.run(lock, today, "nightly", &mut quiet).await {
+                if let Err(err) = recompute.run(lock, today, "nightly", credentials.clone(), &mut quiet).await {
                     tracing::error!(error = %err, "nightly recompute failed");
                 }
             }

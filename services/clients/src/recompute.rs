@@ -4,8 +4,10 @@
 //! (a Postgres advisory lock held on a connection of its own).
 use crate::explain::{self, ScoreContext};
 use crate::maturity_batch::{self, Products};
+use crate::satisfaction::SatisfactionSource;
 use crate::store::{self, MonthlyActivity, RunOutcome, ScoreRow};
 use branchscore_platform::cache::Cache;
+use branchscore_platform::client::CallCredentials;
 use branchscore_platform::{AppError, AppResult};
 use branchscore_proto::clients::v1::{RecomputePhase, RecomputeSummary};
 use branchscore_proto::common::v1::Date;
@@ -42,15 +44,20 @@ pub struct Recompute {
     pub cache: Cache,
     pub currency: String,
     pub score_cache_ttl: Duration,
+    /// The feedback service, for the satisfaction component.
+    pub satisfaction: Option<SatisfactionSource>,
 }
 
 impl Recompute {
     /// Runs the batch as of `as_of` under `lock`.
+    /// `credentials` are presented to the feedback service (the caller's, or
+    /// the service's own for the nightly run); without them satisfaction is absent.
     pub async fn run(
         &self,
         lock: RunLock,
         as_of: NaiveDate,
         requested_by: &str,
+        credentials: Option<CallCredentials>,
         progress: &mut impl Progress,
     ) -> AppResult<RecomputeSummary> {
         let started = Instant::now();
@@ -96,6 +103,18 @@ impl Recompute {
         })
         .await?;
         progress.report(RecomputePhase::Aggregating, total, total);
+
+        let ids: Vec<String> = population.iter().map(|c| c.id.clone()).collect();
+        let satisfaction = match (&self.satisfaction, credentials) {
+            (Some(source), Some(credentials)) => source.of(&ids, as_of, credentials).await,
+            _ => None,
+        };
+        let rated = satisfaction.as_ref().map_or(0, |s| s.len());
+        if let Some(satisfaction) = &satisfaction {
+            for (facts, id) in facts.iter_mut().zip(&ids) {
+                facts.satisfaction = satisfaction.get(id).copied();
+            }
+        }
 
         progress.report(RecomputePhase::Classifying, 0, total);
         let currency = self.currency.clone();
@@ -176,6 +195,7 @@ impl Recompute {
             changed: outcome.changed,
             clusters: outcome.clusters,
             duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            clients_with_satisfaction: rated as i64,
         };
         tracing::info!(
             run_id,

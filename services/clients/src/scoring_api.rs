@@ -5,6 +5,7 @@ use crate::portrait;
 use crate::recompute::{Recompute, RunLock};
 use crate::settings;
 use crate::store;
+use branchscore_platform::client::CallCredentials;
 use branchscore_platform::config::CompanyConfig;
 use branchscore_platform::validate::Violations;
 use branchscore_platform::{AppError, AppResult, Principal, Role};
@@ -133,6 +134,7 @@ impl ScoringService for ScoringApi {
         let as_of = self.as_of("as_of", request.get_ref().as_of.as_ref())?;
         // Refused here, before the stream opens, when another run holds the lock.
         let lock = RunLock::acquire(self.pool()).await?;
+        let credentials = CallCredentials::forwarded(&request);
         let (sender, receiver) = mpsc::channel(64);
         let recompute = self.recompute.clone();
         // The batch finishes even if the caller goes away.
@@ -147,7 +149,7 @@ impl ScoringService for ScoringApi {
                     summary: None,
                 }));
             };
-            let outcome = recompute.run(lock, as_of, &principal.subject, &mut progress).await;
+            let outcome = recompute.run(lock, as_of, &principal.subject, Some(credentials), &mut progress).await;
             let last = outcome.map(|summary| RecomputeScoresResponse {
                 phase: RecomputePhase::Done as i32,
                 done: summary.clients,

@@ -8,9 +8,9 @@ use crate::metrics::RpcObservabilityLayer;
 use crate::shutdown::CancellationToken;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::ServiceBuilder;
@@ -154,7 +154,9 @@ impl BoundServer {
             .max_connection_age_grace(config.max_connection_age_grace_ms)
             .layer(layers)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal)
+            // Replies must not wait for delayed ACKs (Nagle): every small
+            // response would otherwise stall up to 40 ms.
+            .serve_with_incoming_shutdown(TcpIncoming::from(self.listener).with_nodelay(Some(true)), signal)
             .await?;
         Ok(())
     }

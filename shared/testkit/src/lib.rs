@@ -7,7 +7,7 @@
 //! databases on) and `BRANCHSCORE_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`).
 use branchscore_platform::Role;
 use branchscore_platform::auth::{AuthConfig, TokenIssuer};
-use branchscore_platform::config::{DatabaseConfig, RedisConfig, ServerConfig};
+use branchscore_platform::config::{DatabaseConfig, PeersConfig, RedisConfig, ServerConfig};
 use branchscore_platform::service::PlatformConfig;
 use branchscore_platform::shutdown::CancellationToken;
 use std::net::SocketAddr;
@@ -51,6 +51,16 @@ impl TestEnv {
         let base = server.rsplit_once('/').map(|(base, _)| base.to_owned()).unwrap_or(server);
         let platform = PlatformConfig {
             redis: RedisConfig { url: redis_url(), key_prefix: format!("{database_name}:"), ..RedisConfig::default() },
+            // No peer is reached by accident (a developer's own `branchscore serve`,
+            // say): a test that needs one points to the one it started.
+            peers: PeersConfig {
+                clients: String::new(),
+                pipeline: String::new(),
+                feedback: String::new(),
+                kpi: String::new(),
+                reporting: String::new(),
+                ..PeersConfig::default()
+            },
             ..PlatformConfig::default()
         };
         TestEnv {

@@ -62,21 +62,12 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
     let (target, config) = match &options.target {
         Some(url) => (url.clone(), config.clone()),
         None => {
-            let mut config = in_process_config(config);
+            let config = in_process_config(config)?;
             for service in ServiceName::ALL {
                 branchscore_platform::db::recreate_database(service.database(&config)).await?;
+                let running = service.start(&config, shutdown.clone()).await?;
+                eprintln!("started the {} service on {}", running.name, running.addr);
             }
-            let clients = ServiceName::Clients.start(&config, shutdown.clone()).await?;
-            // Later services call the clients service where it really listens.
-            config.peers.clients = format!("http://{}", clients.addr);
-            let pipeline = ServiceName::Pipeline.start(&config, shutdown.clone()).await?;
-            config.peers.pipeline = format!("http://{}", pipeline.addr);
-            let feedback = ServiceName::Feedback.start(&config, shutdown.clone()).await?;
-            config.peers.feedback = format!("http://{}", feedback.addr);
-            eprintln!(
-                "started the clients ({}), pipeline ({}) and feedback ({}) services",
-                clients.addr, pipeline.addr, feedback.addr
-            );
             (config.peers.clients.clone(), config)
         }
     };
@@ -116,6 +107,13 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
     let feedback =
         branchscore_feedback::demo::run(feedback_channel, clients_channel, &tokens, as_of, spec.seed).await?;
     print!("{feedback}");
+    // With survey answers in, the scores take each client's satisfaction into account.
+    let rescored = scores::recompute(&scoring, as_of).await?;
+    println!(
+        "  scores recomputed with the satisfaction of {} clients who answered ({:.1} s)",
+        rescored.clients_with_satisfaction,
+        rescored.duration_ms as f64 / 1000.0
+    );
 
     let sales = CallCredentials::bearer(&issuer.mint("demo-sales", Role::Admin, &[], Duration::from_secs(3600))?)?;
     let pipeline_channel = client::channel(&config.peers.pipeline, &client_config)?;
@@ -126,22 +124,34 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
     Ok(())
 }
 
-/// The configuration with every service on an ephemeral local port and its
-/// own `branchscore_demo_*` database, so the demo never touches real data.
-fn in_process_config(config: &BranchscoreConfig) -> BranchscoreConfig {
+/// The configuration with every service on a free local port (known before
+/// any starts, so each finds its peers) and its own `branchscore_demo_*`
+/// database, so the demo never touches real data.
+fn in_process_config(config: &BranchscoreConfig) -> anyhow::Result<BranchscoreConfig> {
     let mut demo = config.clone();
     for service in ServiceName::ALL {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let url = format!("http://{port}");
         let (server, database) = match service {
-            ServiceName::Clients => (&mut demo.clients.server, &mut demo.clients.database),
-            ServiceName::Pipeline => (&mut demo.pipeline.server, &mut demo.pipeline.database),
-            ServiceName::Feedback => (&mut demo.feedback.server, &mut demo.feedback.database),
+            ServiceName::Clients => {
+                demo.peers.clients = url;
+                (&mut demo.clients.server, &mut demo.clients.database)
+            }
+            ServiceName::Pipeline => {
+                demo.peers.pipeline = url;
+                (&mut demo.pipeline.server, &mut demo.pipeline.database)
+            }
+            ServiceName::Feedback => {
+                demo.peers.feedback = url;
+                (&mut demo.feedback.server, &mut demo.feedback.database)
+            }
         };
-        server.listen = ([127, 0, 0, 1], 0).into();
+        server.listen = port;
         database.url = renamed_database(&database.url, &format!("branchscore_demo_{}", service.as_str()));
         database.migrate_on_start = true;
     }
     demo.redis.key_prefix = "bs-demo:".into();
-    demo
+    Ok(demo)
 }
 
 fn renamed_database(url: &str, name: &str) -> String {

@@ -37,15 +37,8 @@ fn phase_name(phase: i32) -> &'static str {
     }
 }
 
-/// Stores the segments, recomputes as of `as_of`, then reads the matrix, the
-/// clusters, every score and suggestions for the clients the report explains.
-pub async fn score_network(
-    scoring: &Scoring,
-    clients: &Clients,
-    as_of: NaiveDate,
-    network: &Network,
-) -> anyhow::Result<ScoreReport> {
-    scoring.clone().batch_upsert_segments(BatchUpsertSegmentsRequest { segments: network.segments.clone() }).await?;
+/// Recomputes every score as of `as_of` with a progress bar; the run's summary.
+pub async fn recompute(scoring: &Scoring, as_of: NaiveDate) -> anyhow::Result<RecomputeSummary> {
     let style = ProgressStyle::with_template("{msg:>14} [{bar:40.green/blue}] {human_pos}/{human_len}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
@@ -64,7 +57,19 @@ pub async fn score_network(
         }
     }
     bar.finish_and_clear();
-    let summary = summary.ok_or_else(|| anyhow::anyhow!("the recompute ended without a summary"))?;
+    summary.ok_or_else(|| anyhow::anyhow!("the recompute ended without a summary"))
+}
+
+/// Stores the segments, recomputes as of `as_of`, then reads the matrix, the
+/// clusters, every score and suggestions for the clients the report explains.
+pub async fn score_network(
+    scoring: &Scoring,
+    clients: &Clients,
+    as_of: NaiveDate,
+    network: &Network,
+) -> anyhow::Result<ScoreReport> {
+    scoring.clone().batch_upsert_segments(BatchUpsertSegmentsRequest { segments: network.segments.clone() }).await?;
+    let summary = recompute(scoring, as_of).await?;
     let matrix = scoring.clone().get_abc_xyz_matrix(GetAbcXyzMatrixRequest::default()).await?.into_inner();
     let clusters = scoring.clone().list_cluster_profiles(ListClusterProfilesRequest {}).await?.into_inner();
     let ids: Vec<String> = network.clients.iter().map(|c| c.id.clone()).collect();
