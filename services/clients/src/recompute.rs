@@ -118,7 +118,7 @@ impl Recompute {
 
         progress.report(RecomputePhase::Classifying, 0, total);
         let currency = self.currency.clone();
-        let compute_time = now();
+        let compute_time = branchscore_proto::convert::timestamp(chrono::Utc::now());
         let version = stored.version;
         let population_for_scores = population.clone();
         let (rows, profiles, clustering, rules) = tokio::task::spawn_blocking(move || -> AppResult<_> {
@@ -265,11 +265,6 @@ fn earliest(a: Option<NaiveDate>, b: Option<NaiveDate>) -> Option<NaiveDate> {
 
 fn latest(a: Option<NaiveDate>, b: Option<NaiveDate>) -> Option<NaiveDate> {
     a.max(b)
-}
-
-fn now() -> prost_types::Timestamp {
-    let now = chrono::Utc::now();
-    prost_types::Timestamp { seconds: now.timestamp(), nanos: now.timestamp_subsec_nanos() as i32 }
 }
 
 #[cfg(test)]

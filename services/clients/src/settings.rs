@@ -130,9 +130,7 @@ pub fn version_to_proto(stored: &StoredSettings) -> pb::ScoringSettingsVersion {
         effective_from: (stored.version > 0).then(|| Date::from(stored.effective_from)),
         settings: Some(to_proto(&stored.settings)),
         created_by: stored.created_by.clone(),
-        create_time: stored
-            .created_at
-            .map(|at| prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }),
+        create_time: stored.created_at.map(branchscore_proto::convert::timestamp),
         comment: stored.comment.clone(),
     }
 }

@@ -12,16 +12,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 /// Longest range a statistics call covers.
 pub const MAX_RANGE_DAYS: i64 = 3 * 366;
 
-pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
-}
+pub use branchscore_proto::convert::timestamp;
 
 pub fn optional_timestamp(at: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
     at.map(timestamp)
-}
-
-pub fn from_timestamp(at: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).ok()?)
 }
 
 pub fn date(day: NaiveDate) -> Option<Date> {

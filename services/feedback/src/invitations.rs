@@ -499,7 +499,7 @@ pub async fn record_deliveries(
         v.check(outcome.is_some(), || format!("deliveries[{i}].outcome"), "must be SENT or FAILED");
         let at = match &delivery.time {
             None => Some(now),
-            Some(time) => convert::from_timestamp(time),
+            Some(time) => branchscore_proto::convert::to_datetime(time),
         };
         v.check(
             at.is_some_and(|at| at <= now + Duration::minutes(5)),

@@ -358,7 +358,9 @@ pub async fn list(
     let next_page_token = if responses.len() as i64 > limit {
         responses.truncate(limit as usize);
         let last = responses.last();
-        let keyset = last.and_then(|r| Some((convert::from_timestamp(r.create_time.as_ref()?)?, r.id.parse().ok()?)));
+        let keyset = last.and_then(|r| {
+            Some((branchscore_proto::convert::to_datetime(r.create_time.as_ref()?)?, r.id.parse().ok()?))
+        });
         keyset.map(|(at, id)| page_token::encode(at, id)).unwrap_or_default()
     } else {
         String::new()

@@ -10,6 +10,7 @@ use branchscore_platform::{AppError, AppResult, Principal, Role};
 use branchscore_proto::clients::v1::GetClientRequest;
 use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
 use branchscore_proto::common::v1::{Date, Granularity, Money};
+use branchscore_proto::convert::to_datetime;
 use branchscore_proto::pipeline::v1::pipeline_service_server::PipelineService;
 use branchscore_proto::pipeline::v1::*;
 use branchscore_scoring::periods;
@@ -41,10 +42,6 @@ pub struct PipelineApi {
 
 fn now() -> DateTime<Utc> {
     Utc::now()
-}
-
-fn to_time(timestamp: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(timestamp.seconds, u32::try_from(timestamp.nanos).ok()?)
 }
 
 impl PipelineApi {
@@ -255,7 +252,7 @@ impl PipelineService for PipelineApi {
         let principal = Principal::of(&request)?.clone();
         principal.require(SELLERS)?;
         let body = request.into_inner();
-        let received_at = body.receive_time.as_ref().map(to_time);
+        let received_at = body.receive_time.as_ref().map(to_datetime);
         let channel = LeadChannel::try_from(body.channel).unwrap_or_default();
         let mut v = Violations::new();
         v.id(|| "request_id".into(), &body.request_id);
@@ -305,7 +302,7 @@ impl PipelineService for PipelineApi {
         let principal = Principal::of(&request)?.clone();
         principal.require(SELLERS)?;
         let body = request.into_inner();
-        let at = body.response_time.as_ref().map(to_time);
+        let at = body.response_time.as_ref().map(to_datetime);
         let mut v = Violations::new();
         v.id(|| "lead_id".into(), &body.lead_id);
         v.check(
@@ -334,7 +331,7 @@ impl PipelineService for PipelineApi {
         principal.require(&Role::ALL)?;
         let body = request.get_ref();
         let since = match &body.since {
-            Some(t) => to_time(t).ok_or_else(|| AppError::invalid_field("since", "is not a valid time"))?,
+            Some(t) => to_datetime(t).ok_or_else(|| AppError::invalid_field("since", "is not a valid time"))?,
             None => now() - chrono::Duration::days(30),
         };
         if !body.branch_id.is_empty() {
@@ -352,7 +349,7 @@ impl PipelineService for PipelineApi {
         let body = request.get_ref().clone();
         let today = self.today()?;
         let close = body.expected_close_date.as_ref().and_then(|d| d.to_naive());
-        let opened = body.create_time.as_ref().map(to_time);
+        let opened = body.create_time.as_ref().map(to_datetime);
         let mut v = Violations::new();
         v.id(|| "request_id".into(), &body.request_id);
         v.check(

@@ -1,7 +1,8 @@
 //! Deals and leads as the API shows them, and the funnel paths of stored
 //! deals. Pure.
-use crate::store::{ControlPointRow, DealRow, FunnelDeal, LeadRow, TransitionRow, timestamp};
+use crate::store::{ControlPointRow, DealRow, FunnelDeal, LeadRow, TransitionRow};
 use branchscore_proto::common::v1::{Date, Money};
+use branchscore_proto::convert::timestamp;
 use branchscore_proto::pipeline::v1 as pb;
 use branchscore_scoring::pipeline::DealPath;
 use chrono::{DateTime, Utc};

@@ -1,9 +1,10 @@
 //! Stage events out of the outbox: to gRPC watchers (resumable from a
 //! cursor) and, when Redis is configured, to the `pipeline:stage_events`
 //! Redis Stream. Both deliver at least once; consumers deduplicate by event id.
-use crate::store::{self, EventRow, timestamp};
+use crate::store::{self, EventRow};
 use branchscore_platform::cache::Cache;
 use branchscore_platform::shutdown::CancellationToken;
+use branchscore_proto::convert::timestamp;
 use branchscore_proto::pipeline::v1::{StageEvent, WatchEventsResponse};
 use sqlx::PgPool;
 use std::sync::Arc;

@@ -25,7 +25,7 @@ pub mod feedback {
     }
 }
 
-mod convert;
+pub mod convert;
 
 /// Descriptor set of every branchscore package, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("branchscore_descriptor");

@@ -13,7 +13,8 @@ pub use segments::*;
 
 use branchscore_proto::clients::v1::{Branch, Client, Employee, Product, ProductLine};
 use branchscore_proto::common::v1::Date;
-use chrono::{DateTime, NaiveDate, Utc};
+use branchscore_proto::convert::timestamp;
+use chrono::NaiveDate;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use std::collections::{HashMap, HashSet};
 
@@ -361,8 +362,4 @@ pub async fn insert_transaction_lines(
     .execute(&mut **tx)
     .await?;
     Ok(result.rows_affected())
-}
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
 }

@@ -87,10 +87,7 @@ impl RecordedState {
             date: self.date.map(Date::from),
             reason: self.reason.clone(),
             updated_by: self.updated_by.clone(),
-            update_time: Some(prost_types::Timestamp {
-                seconds: self.updated_at.timestamp(),
-                nanos: self.updated_at.timestamp_subsec_nanos() as i32,
-            }),
+            update_time: Some(branchscore_proto::convert::timestamp(self.updated_at)),
         }
     }
 }

@@ -7,6 +7,7 @@ mod events;
 pub use analytics::*;
 pub use events::*;
 
+use branchscore_proto::convert::timestamp;
 use branchscore_proto::pipeline::v1::{ControlPointTemplate, Pipeline, Stage};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -60,10 +61,6 @@ fn pipeline_from_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<Pipeline> {
         is_default: row.try_get("is_default")?,
         create_time: Some(timestamp(created)),
     })
-}
-
-pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
 }
 
 /// Stores the shipped pipelines once (version 1 each).
