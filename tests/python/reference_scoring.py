@@ -29,6 +29,7 @@ import argparse
 import datetime as dt
 import io
 import json
+import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -478,6 +479,8 @@ def main(argv=None) -> int:
             "write": round(t4 - t3, 3),
             "total": round(t4 - t0, 3),
         },
+        # peak resident set of this process so far (ru_maxrss is in KiB on Linux)
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     if args.given_labels:
         given = pd.read_csv(args.given_labels, dtype={"client_id": str}).set_index("client_id")["cluster"]

@@ -18,3 +18,36 @@ pub fn machine() -> String {
         .map_or_else(|| "? GiB".to_owned(), |kib| format!("{} GiB", kib / 1024 / 1024));
     format!("{cores} cores, {memory} RAM")
 }
+
+/// A line of `/proc/self/status` in bytes (`VmHWM`: peak resident set, `VmRSS`: current), Linux only.
+pub fn proc_status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Peak resident set of this process so far (`VmHWM`), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmHWM")
+}
+
+/// Adjusted Rand index of two labelings of the same items (1 = same partition,
+/// whatever the label names; about 0 for unrelated ones).
+pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> f64 {
+    use std::collections::HashMap;
+    let pairs = |n: f64| n * (n - 1.0) / 2.0;
+    let mut table: HashMap<(usize, usize), f64> = HashMap::new();
+    let (mut rows, mut cols): (HashMap<usize, f64>, HashMap<usize, f64>) = Default::default();
+    for (&x, &y) in a.iter().zip(b) {
+        *table.entry((x, y)).or_default() += 1.0;
+        *rows.entry(x).or_default() += 1.0;
+        *cols.entry(y).or_default() += 1.0;
+    }
+    let index: f64 = table.values().map(|&n| pairs(n)).sum();
+    let (row_sum, col_sum): (f64, f64) =
+        (rows.values().map(|&n| pairs(n)).sum(), cols.values().map(|&n| pairs(n)).sum());
+    let expected = row_sum * col_sum / pairs(a.len().min(b.len()) as f64);
+    let max = (row_sum + col_sum) / 2.0;
+    if (max - expected).abs() < f64::EPSILON { 1.0 } else { (index - expected) / (max - expected) }
+}

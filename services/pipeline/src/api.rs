@@ -725,19 +725,25 @@ impl PipelineService for PipelineApi {
             .map_err(AppError::from)?
             .ok_or_else(|| AppError::not_found("default pipeline"))?;
         let open_stages = pipeline.stages.len().saturating_sub(1);
-        let (stored, (leads, converted)) = tokio::try_join!(
-            store::funnel_deals(&self.pool, &pipeline.id, filter, from, to),
-            store::lead_conversion(&self.pool, filter, from, to),
-        )
-        .map_err(AppError::from)?;
-        let paths: Vec<_> = stored.iter().map(|d| deals::path(d, open_stages)).collect();
-        let funnel = rules::funnel(open_stages, &paths);
-        let mut losses: BTreeMap<(usize, String), i64> = BTreeMap::new();
-        for (deal, path) in stored.iter().zip(&paths) {
+        // Each deal becomes its path as it streams in; only the paths are kept.
+        let mut paths = Vec::new();
+        let mut losses: BTreeMap<usize, BTreeMap<String, i64>> = BTreeMap::new();
+        let streamed = store::funnel_deals(&self.pool, &pipeline.id, filter, from, to, |deal| {
+            let path = deals::path(deal, open_stages);
             if let (Some(stage), Some(reason)) = (path.lost_at, &deal.loss_reason) {
-                *losses.entry((stage, reason.clone())).or_default() += 1;
+                let reasons = losses.entry(stage).or_default();
+                match reasons.get_mut(reason.as_str()) {
+                    Some(count) => *count += 1,
+                    None => {
+                        reasons.insert(reason.clone(), 1);
+                    }
+                }
             }
-        }
+            paths.push(path);
+        });
+        let ((), (leads, converted)) =
+            tokio::try_join!(streamed, store::lead_conversion(&self.pool, filter, from, to)).map_err(AppError::from)?;
+        let funnel = rules::funnel(open_stages, &paths);
         let code = |i: usize| pipeline.stages.get(i).map(|s| s.code.clone()).unwrap_or_default();
         Ok(Response::new(GetFunnelResponse {
             pipeline_id: pipeline.id.clone(),
@@ -758,7 +764,9 @@ impl PipelineService for PipelineApi {
             lost: funnel.lost as i64,
             losses: losses
                 .into_iter()
-                .map(|((stage, reason), deals)| LossCount { stage: code(stage), reason, deals })
+                .flat_map(|(stage, reasons)| {
+                    reasons.into_iter().map(move |(reason, deals)| LossCount { stage: code(stage), reason, deals })
+                })
                 .collect(),
             bottleneck_stage: funnel.bottleneck.map(code).unwrap_or_default(),
             leads,

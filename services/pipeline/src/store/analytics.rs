@@ -1,6 +1,7 @@
 //! The reads behind the forecast, the funnel, the plan calculator and the
 //! facts for kpi.
 use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
 use sqlx::{PgPool, Row};
 
 /// Whose numbers: the caller's branches (`None` = network), optionally one
@@ -41,7 +42,7 @@ pub async fn forecast(pool: &PgPool, filter: Filter<'_>) -> sqlx::Result<Vec<For
     .await
 }
 
-/// A deal of the funnel with its transitions (stage index, entered at).
+/// A deal of the funnel with its stage entries (stage index, entered at), in order.
 #[derive(Debug, Clone)]
 pub struct FunnelDeal {
     pub status: i16,
@@ -51,23 +52,25 @@ pub struct FunnelDeal {
     pub entered: Vec<(i32, DateTime<Utc>)>,
 }
 
-/// Deals of one pipeline created in `[from, to]` with their stage entries.
+/// Hands `each` the deals of one pipeline created in `[from, to]` that have
+/// at least one transition, in deal id order, each with its stage entries
+/// (a loss enters no stage) in the order they were made. The rows stream
+/// sorted by deal, so only the current deal is held, not the whole range.
 pub async fn funnel_deals(
     pool: &PgPool,
     pipeline_id: &str,
     filter: Filter<'_>,
     from: NaiveDate,
     to: NaiveDate,
-) -> sqlx::Result<Vec<FunnelDeal>> {
-    let rows = sqlx::query(
-        "SELECT d.status, d.stage_index, d.loss_reason, d.closed_at,
-                array_agg(t.to_stage_index ORDER BY t.id) FILTER (WHERE t.to_stage_index >= 0) AS indices,
-                array_agg(t.at ORDER BY t.id) FILTER (WHERE t.to_stage_index >= 0) AS entered
+    mut each: impl FnMut(&FunnelDeal),
+) -> sqlx::Result<()> {
+    let mut rows = sqlx::query(
+        "SELECT d.id, d.status, d.stage_index, d.loss_reason, d.closed_at, t.to_stage_index, t.at
          FROM deals d JOIN deal_transitions t ON t.deal_id = d.id
          WHERE d.pipeline_id = $1 AND d.created_at::date BETWEEN $5 AND $6
            AND ($2::text[] IS NULL OR d.branch_id = ANY($2)) AND ($3 = '' OR d.branch_id = $3)
            AND ($4 = '' OR d.owner_employee_id = $4)
-         GROUP BY d.id",
+         ORDER BY d.id, t.id",
     )
     .bind(pipeline_id)
     .bind(filter.scope)
@@ -75,22 +78,44 @@ pub async fn funnel_deals(
     .bind(filter.employee_id)
     .bind(from)
     .bind(to)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let indices: Vec<i32> = row.try_get::<Option<Vec<i32>>, _>("indices")?.unwrap_or_default();
-            let entered: Vec<DateTime<Utc>> =
-                row.try_get::<Option<Vec<DateTime<Utc>>>, _>("entered")?.unwrap_or_default();
-            Ok(FunnelDeal {
-                status: row.try_get("status")?,
-                stage_index: row.try_get("stage_index")?,
-                loss_reason: row.try_get("loss_reason")?,
-                closed_at: row.try_get("closed_at")?,
-                entered: indices.into_iter().zip(entered).collect(),
-            })
-        })
-        .collect()
+    .fetch(pool);
+    // The deal being read and its id; both are reused from one deal to the next.
+    let mut current: Option<FunnelDeal> = None;
+    let mut current_id = String::new();
+    while let Some(row) = rows.try_next().await? {
+        let id: &str = row.try_get(0)?;
+        let deal = match &mut current {
+            Some(deal) if current_id == id => deal,
+            _ => {
+                if let Some(done) = &current {
+                    each(done);
+                }
+                current_id.clear();
+                current_id.push_str(id);
+                let deal = current.get_or_insert_with(|| FunnelDeal {
+                    status: 0,
+                    stage_index: 0,
+                    loss_reason: None,
+                    closed_at: None,
+                    entered: Vec::new(),
+                });
+                deal.status = row.try_get(1)?;
+                deal.stage_index = row.try_get(2)?;
+                deal.loss_reason = row.try_get(3)?;
+                deal.closed_at = row.try_get(4)?;
+                deal.entered.clear();
+                deal
+            }
+        };
+        let index: i32 = row.try_get(5)?;
+        if index >= 0 {
+            deal.entered.push((index, row.try_get(6)?));
+        }
+    }
+    if let Some(done) = &current {
+        each(done);
+    }
+    Ok(())
 }
 
 /// Leads received in `[from, to]` and how many became deals.
