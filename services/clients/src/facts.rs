@@ -2,19 +2,34 @@
 //! events and client counts per owner, sales per seller, per period. Pure.
 use crate::store::{ClientPurchaseDays, DailySales, SaleKind};
 use branchscore_proto::clients::v1::{ClientFacts, SalesFact};
-use branchscore_proto::common::v1::{Date, Money};
-use branchscore_scoring::lifecycle::{self, EventCounts, LifecycleFacts, LifecycleStatus};
+use branchscore_proto::common::v1::{Date, FactSource, Money};
+use branchscore_scoring::lifecycle::{self, EventCounts, LifecycleEvent, LifecycleFacts, LifecycleStatus};
 use branchscore_scoring::periods::{self, Period};
 use branchscore_scoring::window::{LifecyclePeriods, WindowError};
 use std::collections::BTreeMap;
 
 /// Counts of one (period, branch, employee).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Tally {
     events: EventCounts,
     initial_stage: i64,
     potential: i64,
     sales: [(i64, i64); 3],
+    /// The records counted; `None` when sources are not asked for.
+    sources: Option<Vec<FactSource>>,
+}
+
+impl Tally {
+    fn new(include_sources: bool) -> Self {
+        Tally { sources: include_sources.then(Vec::new), ..Tally::default() }
+    }
+
+    /// Notes that `fact` counts the record `kind` `id`, if sources are listed.
+    fn source(&mut self, fact: &str, kind: &str, id: &str) {
+        if let Some(sources) = &mut self.sources {
+            sources.push(FactSource { fact: fact.to_owned(), kind: kind.to_owned(), id: id.to_owned() });
+        }
+    }
 }
 
 /// Status of a client as of `day` (potential if not yet known to buy).
@@ -28,13 +43,16 @@ fn status_on(
     Ok(lifecycle::status(&periods, &facts))
 }
 
-/// One row per (period, branch, employee) with anything to report, in that order.
+/// One row per (period, branch, employee) with anything to report, in that
+/// order; with `include_sources`, each row lists the clients and documents
+/// it counts (`sales` must then carry their document ids).
 pub fn assemble(
     periods: &[Period],
     lifecycle_months: u32,
     clients: &[ClientPurchaseDays],
     sales: &[DailySales],
     currency: &str,
+    include_sources: bool,
 ) -> Result<Vec<ClientFacts>, WindowError> {
     let mut tallies: BTreeMap<(usize, &str, &str), Tally> = BTreeMap::new();
     for client in clients {
@@ -48,27 +66,45 @@ pub fn assemble(
                 continue;
             }
             let after = status_on(period.end, lifecycle_months, &client.purchase_days)?;
-            let tally = tallies.entry((i, &client.branch_id, &client.owner_employee_id)).or_default();
-            tally.events.add(&lifecycle::transition(before, after));
+            let tally = tallies
+                .entry((i, &client.branch_id, &client.owner_employee_id))
+                .or_insert_with(|| Tally::new(include_sources));
+            let change = lifecycle::transition(before, after);
+            tally.events.add(&change);
+            let event_fact = match change.event {
+                LifecycleEvent::None => None,
+                LifecycleEvent::Acquired => Some("new_clients"),
+                LifecycleEvent::Lost => Some("lost_clients"),
+                LifecycleEvent::Restored => Some("restored_clients"),
+            };
+            if let Some(fact) = event_fact {
+                tally.source(fact, "client", &client.id);
+            }
             if matches!(after, LifecycleStatus::Potential | LifecycleStatus::New) {
                 tally.initial_stage += 1;
+                tally.source("clients_at_initial_stage", "client", &client.id);
             }
             if after == LifecycleStatus::Potential {
                 tally.potential += 1;
+                tally.source("potential_clients", "client", &client.id);
             }
             before = after;
         }
     }
     for sale in sales {
         let Some(i) = periods::index_of(periods, sale.day) else { continue };
-        let tally = tallies.entry((i, &sale.branch_id, &sale.employee_id)).or_default();
-        let slot = &mut tally.sales[match sale.kind {
-            SaleKind::Primary => 0,
-            SaleKind::Repeat => 1,
-            SaleKind::NewDirection => 2,
-        }];
-        slot.0 += sale.documents;
-        slot.1 += sale.amount_minor;
+        let tally =
+            tallies.entry((i, &sale.branch_id, &sale.employee_id)).or_insert_with(|| Tally::new(include_sources));
+        let (slot, fact) = match sale.kind {
+            SaleKind::Primary => (0, "primary_sales"),
+            SaleKind::Repeat => (1, "repeat_sales"),
+            SaleKind::NewDirection => (2, "new_direction_sales"),
+        };
+        tally.sales[slot].0 += sale.documents;
+        tally.sales[slot].1 += sale.amount_minor;
+        for document in &sale.document_ids {
+            tally.source(fact, "document", document);
+        }
     }
     let fact = |(documents, amount): (i64, i64)| {
         Some(SalesFact { documents, amount: Some(Money { minor_units: amount, currency: currency.to_owned() }) })
@@ -88,6 +124,7 @@ pub fn assemble(
             primary_sales: fact(t.sales[0]),
             repeat_sales: fact(t.sales[1]),
             new_direction_sales: fact(t.sales[2]),
+            sources: t.sources.unwrap_or_default(),
         })
         .collect())
 }
@@ -102,8 +139,9 @@ mod tests {
         NaiveDate::from_ymd_opt(y, m, day).expect("date")
     }
 
-    fn client(owner: &str, known_since: NaiveDate, days: &[NaiveDate]) -> ClientPurchaseDays {
+    fn client(id: &str, owner: &str, known_since: NaiveDate, days: &[NaiveDate]) -> ClientPurchaseDays {
         ClientPurchaseDays {
+            id: id.into(),
             branch_id: "WAW".into(),
             owner_employee_id: owner.into(),
             known_since,
@@ -117,14 +155,14 @@ mod tests {
         let periods = periods::split(d(2026, 7, 1), d(2026, 9, 30), Granularity::Month);
         let clients = [
             // Prospect since 2026-01, first purchase 2026-08-10: new in August, initial stage from July to September.
-            client("E1", d(2026, 1, 5), &[d(2026, 8, 10)]),
+            client("C1", "E1", d(2026, 1, 5), &[d(2026, 8, 10)]),
             // Bought 2026-03-20 only: lost once (D - 3 months) passes it, on 2026-06-20 -> already lost before July;
             // bought again 2026-09-02 -> restored in September.
-            client("E1", d(2025, 1, 1), &[d(2026, 3, 20), d(2026, 9, 2)]),
+            client("C2", "E1", d(2025, 1, 1), &[d(2026, 3, 20), d(2026, 9, 2)]),
             // Regular until its last purchase 2026-05-15 drops out of C on 2026-08-15: lost in August.
-            client("E2", d(2025, 1, 1), &[d(2026, 2, 1), d(2026, 5, 15)]),
+            client("C3", "E2", d(2025, 1, 1), &[d(2026, 2, 1), d(2026, 5, 15)]),
             // Never bought: potential all quarter.
-            client("E2", d(2025, 6, 1), &[]),
+            client("C4", "E2", d(2025, 6, 1), &[]),
         ];
         let sales = [
             DailySales {
@@ -134,6 +172,7 @@ mod tests {
                 kind: SaleKind::Primary,
                 documents: 1,
                 amount_minor: 500,
+                document_ids: Vec::new(),
             },
             DailySales {
                 day: d(2026, 9, 2),
@@ -142,6 +181,7 @@ mod tests {
                 kind: SaleKind::Repeat,
                 documents: 1,
                 amount_minor: 300,
+                document_ids: Vec::new(),
             },
             DailySales {
                 day: d(2026, 9, 3),
@@ -150,6 +190,7 @@ mod tests {
                 kind: SaleKind::NewDirection,
                 documents: 2,
                 amount_minor: 700,
+                document_ids: Vec::new(),
             },
             DailySales {
                 day: d(2026, 10, 1),
@@ -158,9 +199,10 @@ mod tests {
                 kind: SaleKind::Repeat,
                 documents: 9,
                 amount_minor: 999,
+                document_ids: Vec::new(),
             },
         ];
-        let rows = assemble(&periods, 3, &clients, &sales, "PLN").expect("assemble");
+        let rows = assemble(&periods, 3, &clients, &sales, "PLN", false).expect("assemble");
         let row = |month: u32, employee: &str| {
             rows.iter()
                 .find(|r| {

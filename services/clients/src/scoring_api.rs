@@ -445,7 +445,15 @@ impl ScoringService for ScoringApi {
         let stored = store::settings::effective(self.pool(), to).await.map_err(AppError::from)?;
         let (clients, sales) = tokio::try_join!(
             store::client_purchase_days(self.pool(), to, scope.as_deref(), &body.branch_id, &body.employee_id),
-            store::daily_sales(self.pool(), from, to, scope.as_deref(), &body.branch_id, &body.employee_id),
+            store::daily_sales(
+                self.pool(),
+                from,
+                to,
+                scope.as_deref(),
+                &body.branch_id,
+                &body.employee_id,
+                body.include_sources
+            ),
         )
         .map_err(AppError::from)?;
         let periods = periods::split(from, to, granularity);
@@ -455,6 +463,7 @@ impl ScoringService for ScoringApi {
             &clients,
             &sales,
             &self.company.currency,
+            body.include_sources,
         )
         .map_err(AppError::internal)?;
         Ok(Response::new(GetClientFactsResponse { facts, settings_version: stored.version }))

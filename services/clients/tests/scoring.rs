@@ -458,6 +458,7 @@ async fn client_facts_per_employee_and_period() {
                 granularity: Granularity::Month as i32,
                 branch_id: branch.into(),
                 employee_id: String::new(),
+                include_sources: false,
             },
         )
     };
@@ -485,6 +486,123 @@ async fn client_facts_per_employee_and_period() {
     let backwards = GetClientFactsRequest { from: date(2026, 10, 31), to: date(2026, 10, 1), ..Default::default() };
     let invalid = scoring.get_client_facts(authorized(&admin, backwards)).await.expect_err("backwards");
     assert_eq!(invalid.code(), Code::InvalidArgument);
+}
+
+/// Each counter of a facts row with the kind of record behind it.
+fn counters(row: &ClientFacts) -> [(&'static str, &'static str, i64); 8] {
+    let documents = |fact: &Option<SalesFact>| fact.as_ref().map_or(0, |s| s.documents);
+    [
+        ("new_clients", "client", row.new_clients),
+        ("lost_clients", "client", row.lost_clients),
+        ("restored_clients", "client", row.restored_clients),
+        ("clients_at_initial_stage", "client", row.clients_at_initial_stage),
+        ("potential_clients", "client", row.potential_clients),
+        ("primary_sales", "document", documents(&row.primary_sales)),
+        ("repeat_sales", "document", documents(&row.repeat_sales)),
+        ("new_direction_sales", "document", documents(&row.new_direction_sales)),
+    ]
+}
+
+/// The ids listed behind `fact`, sorted.
+fn sources_of<'a>(row: &'a ClientFacts, fact: &str) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = row.sources.iter().filter(|s| s.fact == fact).map(|s| s.id.as_str()).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// April to October 2026 of the hand-computed network as one period, plus
+/// two June documents of two lines each: C-KRK-1's DOC-K1-MIX (a loan, a
+/// repeat, and a lease, a new direction) and C-WAW-1's DOC-W1-TWO (two
+/// loans, one repeat document). On 31 March C-WAW-3 was still regular and
+/// C-KRK-2 already lost.
+#[tokio::test]
+async fn client_facts_list_the_clients_and_documents_they_count() {
+    let (mut h, mut scoring) = network().await;
+    let admin = h.admin.clone();
+    let products = BatchUpsertProductsRequest {
+        product_lines: vec![ProductLine { id: "PL-LEASING".into(), name: "Leasing".into() }],
+        products: vec![Product { id: "P-LEASE".into(), product_line_id: "PL-LEASING".into(), name: "Lease".into() }],
+    };
+    h.client.batch_upsert_products(authorized(&admin, products)).await.expect("products");
+    let in_document = |id: &str, client: &str, branch: &str, document: &str, product: &str| TransactionLine {
+        document_id: document.into(),
+        product_id: product.into(),
+        ..sale(id, client, branch, (2026, 6, 15), 5_000)
+    };
+    let lines = vec![
+        in_document("K1-MIX-A", "C-KRK-1", "KRK", "DOC-K1-MIX", "P-LOAN"),
+        in_document("K1-MIX-B", "C-KRK-1", "KRK", "DOC-K1-MIX", "P-LEASE"),
+        in_document("W1-TWO-A", "C-WAW-1", "WAW", "DOC-W1-TWO", "P-LOAN"),
+        in_document("W1-TWO-B", "C-WAW-1", "WAW", "DOC-W1-TWO", "P-LOAN"),
+    ];
+    let erp = h.env.token(Role::ErpIntegration, &["*"]);
+    let reply = h
+        .client
+        .import_transactions(authorized(&erp, tokio_stream::iter([ImportTransactionsRequest { lines }])))
+        .await
+        .expect("import")
+        .into_inner();
+    assert_eq!(reply.rejected, 0, "{:?}", reply.rejections);
+    let ask = |token: &str, granularity: Granularity, include_sources: bool| {
+        authorized(
+            token,
+            GetClientFactsRequest {
+                from: date(2026, 4, 1),
+                to: date(2026, 10, 31),
+                granularity: granularity as i32,
+                include_sources,
+                ..Default::default()
+            },
+        )
+    };
+
+    let facts = scoring.get_client_facts(ask(&admin, Granularity::Unspecified, true)).await.expect("facts");
+    let facts = facts.into_inner().facts;
+    assert_eq!(facts.len(), 2);
+    let of = |employee: &str| facts.iter().find(|f| f.employee_id == employee).expect("row");
+    let months = |prefix: &str| (5..=11).map(|n| format!("DOC-{prefix}-{n}")).collect::<Vec<_>>();
+    let waw = of("E-WAW");
+    assert_eq!(sources_of(waw, "new_clients"), ["C-WAW-2"]);
+    assert_eq!(sources_of(waw, "lost_clients"), ["C-WAW-3"]);
+    assert_eq!(sources_of(waw, "clients_at_initial_stage"), ["C-WAW-2", "C-WAW-4"]);
+    assert_eq!(sources_of(waw, "potential_clients"), ["C-WAW-4"]);
+    assert_eq!(sources_of(waw, "primary_sales"), ["DOC-W2-1"]);
+    let mut repeat = months("W1");
+    repeat.push("DOC-W1-TWO".into());
+    repeat.sort_unstable();
+    assert_eq!(sources_of(waw, "repeat_sales"), repeat);
+    let krk = of("E-KRK");
+    assert_eq!(sources_of(krk, "restored_clients"), ["C-KRK-2"]);
+    let mut repeat = months("K1");
+    repeat.extend(["DOC-K1-MIX".into(), "DOC-K2-2".into()]);
+    repeat.sort_unstable();
+    assert_eq!(sources_of(krk, "repeat_sales"), repeat);
+    assert_eq!(sources_of(krk, "new_direction_sales"), ["DOC-K1-MIX"]);
+
+    // Month by month, every counter of every row is exactly its sources.
+    let monthly = scoring.get_client_facts(ask(&admin, Granularity::Month, true)).await.expect("monthly");
+    let monthly = monthly.into_inner().facts;
+    assert_eq!(monthly.len(), 14);
+    for row in facts.iter().chain(&monthly) {
+        let counters = counters(row);
+        for (fact, kind, count) in counters {
+            let listed: Vec<&str> = row.sources.iter().filter(|s| s.fact == fact).map(|s| s.kind.as_str()).collect();
+            assert_eq!(listed.len() as i64, count, "{fact} of {row:?}");
+            assert!(listed.iter().all(|k| *k == kind), "{fact} of {row:?}");
+        }
+        assert_eq!(row.sources.len() as i64, counters.iter().map(|c| c.2).sum::<i64>(), "{row:?}");
+    }
+
+    // Without the flag: the same facts, no sources.
+    let plain = scoring.get_client_facts(ask(&admin, Granularity::Month, false)).await.expect("plain");
+    let without_sources: Vec<ClientFacts> =
+        monthly.iter().map(|row| ClientFacts { sources: Vec::new(), ..row.clone() }).collect();
+    assert_eq!(plain.into_inner().facts, without_sources);
+
+    // A branch sees its own rows with their sources, and nothing of the other branch.
+    let staff = h.env.token(Role::BranchStaff, &["WAW"]);
+    let own = scoring.get_client_facts(ask(&staff, Granularity::Unspecified, true)).await.expect("own");
+    assert_eq!(own.into_inner().facts, std::slice::from_ref(waw));
 }
 
 #[tokio::test]

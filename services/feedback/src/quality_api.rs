@@ -15,7 +15,7 @@ use branchscore_proto::feedback::v1::*;
 use branchscore_scoring::periods::{self, Granularity};
 use branchscore_scoring::quality::{self, BARS_LEVELS, QualitySource};
 use chrono::NaiveDate;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -73,6 +73,14 @@ fn source_of(kind: i16) -> QualitySource {
     }
 }
 
+/// A quality score and what it is made of.
+#[derive(Debug, Clone)]
+pub struct ScoredQuality {
+    pub score: QualityScore,
+    /// ("evaluation" or "dialog_review", id) of each judgement of a source with weight in the score.
+    pub made_of: Vec<(&'static str, Uuid)>,
+}
+
 /// The quality score of every (period, branch, employee) with judgements.
 pub async fn scores(
     feedback: &Feedback,
@@ -80,10 +88,10 @@ pub async fn scores(
     range: &Range,
     branch_id: &str,
     employee_id: &str,
-) -> AppResult<BTreeMap<(usize, String, String), QualityScore>> {
+) -> AppResult<BTreeMap<(usize, String, String), ScoredQuality>> {
     let judgements =
         store::quality::judgements(&feedback.pool, range.from, range.to, scope, branch_id, employee_id).await?;
-    type Inputs = BTreeMap<QualitySource, (Vec<f64>, HashSet<Uuid>)>;
+    type Inputs = BTreeMap<QualitySource, (Vec<f64>, BTreeSet<Uuid>)>;
     let mut grouped: BTreeMap<(usize, String, String), Inputs> = BTreeMap::new();
     for Judgement { day, branch_id, employee_id, evaluator_kind, source_id, value } in judgements {
         let Some(p) = periods::index_of(&range.periods, day) else { continue };
@@ -106,6 +114,15 @@ pub async fn scores(
                 }
             };
             let computed = quality::quality_score(&feedback.config.quality_weights, score_of);
+            let made_of = computed
+                .components
+                .iter()
+                .filter(|c| c.effective_weight > 0.0)
+                .flat_map(|c| {
+                    let kind = if c.source == QualitySource::Dialogs { "dialog_review" } else { "evaluation" };
+                    inputs.get(&c.source).into_iter().flat_map(move |(_, ids)| ids.iter().map(move |id| (kind, *id)))
+                })
+                .collect();
             let period = &range.periods[p];
             let score = QualityScore {
                 period_start: Some(Date::from(period.start)),
@@ -127,7 +144,7 @@ pub async fn scores(
                     })
                     .collect(),
             };
-            ((p, branch_id, employee_id), score)
+            ((p, branch_id, employee_id), ScoredQuality { score, made_of })
         })
         .collect())
 }
@@ -445,7 +462,7 @@ impl StaffQualityService for QualityApi {
         }
         let scope = principal.branch_filter();
         let scores = scores(&self.feedback, scope.as_deref(), &range, &body.branch_id, &body.employee_id).await?;
-        Ok(Response::new(GetQualityScoresResponse { scores: scores.into_values().collect() }))
+        Ok(Response::new(GetQualityScoresResponse { scores: scores.into_values().map(|s| s.score).collect() }))
     }
 }
 

@@ -14,7 +14,7 @@ use branchscore_platform::client::CallCredentials;
 use branchscore_platform::validate::Violations;
 use branchscore_platform::{AppError, AppResult, Principal, Role};
 use branchscore_proto::clients::v1::Client;
-use branchscore_proto::common::v1::{Date, LifecycleStatus};
+use branchscore_proto::common::v1::{Date, FactSource, LifecycleStatus};
 use branchscore_proto::feedback::v1::*;
 use branchscore_scoring::coverage::{self, BaseClient, SentInvitation, Tally};
 use branchscore_scoring::nps::{NpsTally, ScaleTally};
@@ -349,24 +349,45 @@ pub async fn touchpoint_weights(
     })
 }
 
+/// A row of `GetFeedbackFacts` being counted, with the NPS and CSAT answers behind it.
+struct FactsRow {
+    facts: FeedbackFacts,
+    nps: NpsTally,
+    csat: ScaleTally,
+    include_sources: bool,
+}
+
+impl FactsRow {
+    /// Lists the record `kind` `id` behind `fact`, if sources are asked for.
+    fn source(&mut self, fact: &str, kind: &str, id: impl ToString) {
+        if self.include_sources {
+            self.facts.sources.push(FactSource { fact: fact.to_owned(), kind: kind.to_owned(), id: id.to_string() });
+        }
+    }
+}
+
 /// The rows of `GetFeedbackFacts` being counted, by (period, branch, employee).
 struct Facts<'a> {
     periods: &'a [Period],
-    rows: BTreeMap<(usize, String, String), (FeedbackFacts, NpsTally, ScaleTally)>,
+    include_sources: bool,
+    rows: BTreeMap<(usize, String, String), FactsRow>,
 }
 
 impl Facts<'_> {
-    fn at(&mut self, p: usize, branch_id: &str, employee_id: &str) -> &mut (FeedbackFacts, NpsTally, ScaleTally) {
+    fn at(&mut self, p: usize, branch_id: &str, employee_id: &str) -> &mut FactsRow {
         let period = &self.periods[p];
-        self.rows.entry((p, branch_id.to_owned(), employee_id.to_owned())).or_insert_with(|| {
-            let row = FeedbackFacts {
+        let include_sources = self.include_sources;
+        self.rows.entry((p, branch_id.to_owned(), employee_id.to_owned())).or_insert_with(|| FactsRow {
+            facts: FeedbackFacts {
                 period_start: Some(Date::from(period.start)),
                 period_end: Some(Date::from(period.end)),
                 branch_id: branch_id.to_owned(),
                 employee_id: employee_id.to_owned(),
                 ..FeedbackFacts::default()
-            };
-            (row, NpsTally::default(), ScaleTally::default())
+            },
+            nps: NpsTally::default(),
+            csat: ScaleTally::default(),
+            include_sources,
         })
     }
 }
@@ -405,12 +426,20 @@ pub async fn facts(
     let filter =
         ScoreFilter { scope: scope.as_deref(), branch_id: branch, employee_id: employee, ..ScoreFilter::default() };
     let responses = store::responses::scored(&feedback.pool, range.from, range.to, &filter).await?;
-    let happenings =
-        store::complaints::happenings(&feedback.pool, zone, range.from, range.to, scope.as_deref(), branch, employee)
-            .await?;
+    let happenings = store::complaints::happenings(
+        &feedback.pool,
+        zone,
+        range.from,
+        range.to,
+        scope.as_deref(),
+        branch,
+        employee,
+        body.include_sources,
+    )
+    .await?;
     let quality = quality_api::scores(feedback, scope.as_deref(), &range, branch, employee).await?;
 
-    let mut facts = Facts { periods: &range.periods, rows: BTreeMap::new() };
+    let mut facts = Facts { periods: &range.periods, include_sources: body.include_sources, rows: BTreeMap::new() };
     let mut responded: HashSet<(usize, &str)> = HashSet::new();
     for (client, day) in &answered {
         if let Some(p) = periods::index_of(&range.periods, *day) {
@@ -419,50 +448,71 @@ pub async fn facts(
     }
     for client in &base {
         for p in 0..range.periods.len() {
-            let row = &mut facts.at(p, &client.branch_id, &client.owner_employee_id).0;
-            row.clients += 1;
-            row.responding_clients += i64::from(responded.contains(&(p, client.id.as_str())));
+            let row = facts.at(p, &client.branch_id, &client.owner_employee_id);
+            row.facts.clients += 1;
+            row.source("clients", "client", &client.id);
+            if responded.contains(&(p, client.id.as_str())) {
+                row.facts.responding_clients += 1;
+                row.source("responding_clients", "client", &client.id);
+            }
         }
     }
     for invitation in &sent {
         if let Some(p) = periods::index_of(&range.periods, invitation.sent_on) {
-            let row = &mut facts.at(p, &invitation.branch_id, &invitation.employee_id).0;
-            row.invitations_sent += 1;
-            row.invitations_answered += i64::from(invitation.answered);
+            let row = facts.at(p, &invitation.branch_id, &invitation.employee_id);
+            row.facts.invitations_sent += 1;
+            row.source("invitations_sent", "invitation", invitation.id);
+            if invitation.answered {
+                row.facts.invitations_answered += 1;
+                row.source("invitations_answered", "invitation", invitation.id);
+            }
         }
     }
+    // The schema keeps stored answers on their scales, so the tallies count each one.
     for response in &responses {
         if let Some(p) = periods::index_of(&range.periods, response.answered_on) {
-            let (_, nps, csat) = facts.at(p, &response.branch_id, &response.employee_id);
+            let row = facts.at(p, &response.branch_id, &response.employee_id);
             if let Some(answer) = response.nps {
-                nps.add(answer);
+                row.nps.add(answer);
+                row.source("nps_answers", "answer", response.id);
             }
             if let Some(answer) = response.csat {
-                csat.add(answer);
+                row.csat.add(answer);
+                row.source("csat_answers", "answer", response.id);
             }
         }
     }
     for happening in &happenings {
         let Some(p) = periods::index_of(&range.periods, happening.day) else { continue };
-        let row = &mut facts.at(p, &happening.branch_id, &happening.employee_id).0;
-        match happening.happening {
+        let row = facts.at(p, &happening.branch_id, &happening.employee_id);
+        let (count, fact) = match happening.happening {
             Happening::Opened(source) => match ComplaintSource::try_from(i32::from(source)) {
-                Ok(ComplaintSource::Explicit) => row.complaints_explicit += happening.count,
-                Ok(ComplaintSource::Hidden) => row.complaints_hidden += happening.count,
-                Ok(ComplaintSource::NpsDetractor) => row.complaints_nps_detractor += happening.count,
-                _ => row.complaints_direct += happening.count,
+                Ok(ComplaintSource::Explicit) => (&mut row.facts.complaints_explicit, "complaints_explicit"),
+                Ok(ComplaintSource::Hidden) => (&mut row.facts.complaints_hidden, "complaints_hidden"),
+                Ok(ComplaintSource::NpsDetractor) => {
+                    (&mut row.facts.complaints_nps_detractor, "complaints_nps_detractor")
+                }
+                _ => (&mut row.facts.complaints_direct, "complaints_direct"),
             },
-            Happening::Closed => row.complaints_closed += happening.count,
-            Happening::Escalated => row.complaints_escalated += happening.count,
+            Happening::Closed => (&mut row.facts.complaints_closed, "complaints_closed"),
+            Happening::Escalated => (&mut row.facts.complaints_escalated, "complaints_escalated"),
+        };
+        *count += happening.count;
+        for id in &happening.complaint_ids {
+            row.source(fact, "complaint", id);
         }
     }
-    for ((p, branch_id, employee_id), score) in &quality {
-        facts.at(*p, branch_id, employee_id).0.quality_score = score.score.is_finite().then_some(score.score);
+    for ((p, branch_id, employee_id), quality) in &quality {
+        let row = facts.at(*p, branch_id, employee_id);
+        row.facts.quality_score = quality.score.score.is_finite().then_some(quality.score.score);
+        for (kind, id) in &quality.made_of {
+            row.source("quality_score", kind, id);
+        }
     }
     let facts = facts
         .rows
         .into_values()
-        .map(|(mut row, nps, csat)| {
+        .map(|FactsRow { facts: mut row, nps, csat, .. }| {
             row.coverage = Tally {
                 clients: row.clients as u64,
                 responding_clients: row.responding_clients as u64,

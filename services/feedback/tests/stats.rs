@@ -10,6 +10,7 @@ use branchscore_proto::common::v1::Granularity;
 use branchscore_proto::feedback::v1::*;
 use branchscore_testkit::authorized;
 use std::collections::BTreeMap;
+use std::time::Duration;
 use tonic::Code;
 
 mod common;
@@ -17,8 +18,14 @@ use common::*;
 
 async fn answered_network() -> Harness {
     let mut h = standard().await;
+    answer(&mut h).await;
+    h
+}
+
+/// Sends the standard network's invitations and types in three answers.
+async fn answer(h: &mut Harness) {
     let admin = h.admin.clone();
-    let plan = plan(&mut h, &admin, InvitationChannel::Email).await.expect("plan");
+    let plan = plan(h, &admin, InvitationChannel::Email).await.expect("plan");
     let id = |client: &str, product: &str| planned(&plan, client, product).invitation.as_ref().expect("inv").id.clone();
     let deliveries = plan
         .invitations
@@ -49,7 +56,6 @@ async fn answered_network() -> Harness {
         let request = RecordResponseRequest { invitation_id, answers: Some(answers), ..Default::default() };
         h.feedback.record_response(authorized(&token, request)).await.expect("typed in");
     }
-    h
 }
 
 fn coverage_request(today: chrono::NaiveDate, dimension: CoverageDimension) -> GetCoverageRequest {
@@ -238,4 +244,195 @@ async fn kpi_facts_per_employee_and_period() {
         .await
         .expect_err("another branch");
     assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+/// Each counter of a facts row with the kind of record behind it.
+fn counters(row: &FeedbackFacts) -> [(&'static str, &'static str, i64); 12] {
+    [
+        ("invitations_sent", "invitation", row.invitations_sent),
+        ("invitations_answered", "invitation", row.invitations_answered),
+        ("clients", "client", row.clients),
+        ("responding_clients", "client", row.responding_clients),
+        ("nps_answers", "answer", row.nps_answers),
+        ("csat_answers", "answer", row.csat_answers),
+        ("complaints_explicit", "complaint", row.complaints_explicit),
+        ("complaints_hidden", "complaint", row.complaints_hidden),
+        ("complaints_nps_detractor", "complaint", row.complaints_nps_detractor),
+        ("complaints_direct", "complaint", row.complaints_direct),
+        ("complaints_closed", "complaint", row.complaints_closed),
+        ("complaints_escalated", "complaint", row.complaints_escalated),
+    ]
+}
+
+/// The (kind, id) listed behind `fact`, sorted.
+fn sources_of<'a>(row: &'a FeedbackFacts, fact: &str) -> Vec<(&'a str, &'a str)> {
+    let mut listed: Vec<(&str, &str)> =
+        row.sources.iter().filter(|s| s.fact == fact).map(|s| (s.kind.as_str(), s.id.as_str())).collect();
+    listed.sort_unstable();
+    listed
+}
+
+/// `ids` as records of `kind`, sorted.
+fn records<'a>(kind: &'a str, ids: &[&'a str]) -> Vec<(&'a str, &'a str)> {
+    let mut records: Vec<(&str, &str)> = ids.iter().map(|id| (kind, *id)).collect();
+    records.sort_unstable();
+    records
+}
+
+/// The answered network of the other facts test, plus: E-WAW evaluated by
+/// the manager and one dialog reviewed; a complaint registered directly
+/// about C-WAW-B and worked through to closed; the explicit complaint
+/// opened by C-WAW-NEW's answer left past its deadline and escalated once.
+#[tokio::test]
+async fn kpi_facts_list_the_records_behind_each_counter() {
+    let mut h = start_with(|config, _| config.complaints.escalation_check_ms = Duration::from_millis(50)).await;
+    seed_network(&mut h, &standard_clients(), &standard_purchases()).await;
+    seed_surveys(&mut h).await;
+    answer(&mut h).await;
+    let (hq, admin, manager, staff) = (h.hq.clone(), h.admin.clone(), h.waw_manager.clone(), h.waw_staff.clone());
+
+    let competency = Competency {
+        id: "listening".into(),
+        name: "Listening".into(),
+        description: String::new(),
+        anchors: (1..=5).map(|level| BehaviourAnchor { level, behaviour: format!("level {level}") }).collect(),
+    };
+    h.quality
+        .batch_upsert_competencies(authorized(&hq, BatchUpsertCompetenciesRequest { competencies: vec![competency] }))
+        .await
+        .expect("competencies");
+    let evaluation = RecordEvaluationRequest {
+        request_id: "EV-1".into(),
+        employee_id: "E-WAW".into(),
+        branch_id: "WAW".into(),
+        evaluator_kind: EvaluatorKind::Manager as i32,
+        ratings: vec![CompetencyRating { competency_id: "listening".into(), level: 4, ..Default::default() }],
+        ..Default::default()
+    };
+    let evaluation = h.quality.record_evaluation(authorized(&manager, evaluation)).await.expect("evaluation");
+    let evaluation = evaluation.into_inner().evaluation.expect("evaluation").id;
+    let criteria = vec![ChecklistCriterion { code: "greeting".into(), text: "Greets by name".into(), weight: 10 }];
+    let checklist = CreateChecklistVersionRequest { checklist_id: "CALL".into(), name: "Sales call".into(), criteria };
+    h.quality.create_checklist_version(authorized(&hq, checklist)).await.expect("checklist");
+    let review = RecordDialogReviewRequest {
+        request_id: "DR-1".into(),
+        checklist_id: "CALL".into(),
+        employee_id: "E-WAW".into(),
+        branch_id: "WAW".into(),
+        dialog_ref: "call-1".into(),
+        results: vec![CriterionResult { code: "greeting".into(), outcome: CriterionOutcome::Met as i32 }],
+        ..Default::default()
+    };
+    let review = h.quality.record_dialog_review(authorized(&hq, review)).await.expect("review");
+    let review = review.into_inner().review.expect("review").id;
+
+    let register = RegisterComplaintRequest {
+        request_id: "CALL-1".into(),
+        client_id: "C-WAW-B".into(),
+        description: "Wrong amount on the statement".into(),
+        owner: "quality.anna".into(),
+        ..Default::default()
+    };
+    let direct = h.complaints.register_complaint(authorized(&staff, register)).await.expect("register");
+    let direct = direct.into_inner().complaint.expect("complaint").id;
+    let step = |to: ComplaintState| AdvanceComplaintRequest {
+        complaint_id: direct.clone(),
+        to_state: to as i32,
+        root_cause_category: RootCauseCategory::Other as i32,
+        cause: "A typo".into(),
+        note: "Corrected".into(),
+        client_informed: true,
+        ..Default::default()
+    };
+    use ComplaintState::{CauseIdentified, CauseRemoved, Closed, Investigating, ProcessFixed};
+    for to in [Investigating, CauseIdentified, CauseRemoved, ProcessFixed, Closed] {
+        h.complaints.advance_complaint(authorized(&staff, step(to))).await.expect("advance");
+    }
+    let complaints = h.complaints.list_complaints(authorized(&admin, ListComplaintsRequest::default())).await;
+    let complaints = complaints.expect("complaints").into_inner().complaints;
+    let opened_by = |source: ComplaintSource| {
+        complaints.iter().find(|c| c.source() == source).map(|c| c.id.clone()).expect("complaint")
+    };
+    let (explicit, hidden) = (opened_by(ComplaintSource::Explicit), opened_by(ComplaintSource::Hidden));
+    h.execute(&format!("UPDATE complaints SET due_at = now() - interval '1 hour' WHERE id = '{explicit}'")).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got =
+            h.complaints.get_complaint(authorized(&admin, GetComplaintRequest { complaint_id: explicit.clone() }));
+        if got.await.expect("get").into_inner().complaint.is_some_and(|c| c.escalation_level == 1) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not escalated");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let invitations = h.feedback.list_invitations(authorized(&admin, ListInvitationsRequest::default())).await;
+    let invitations = invitations.expect("invitations").into_inner().invitations;
+    let invited = |employee: &str, answered: bool| {
+        let ids = invitations
+            .iter()
+            .filter(|i| i.employee_id == employee && i.send_time.is_some() && (!answered || i.answer_time.is_some()))
+            .map(|i| i.id.as_str());
+        records("invitation", &ids.collect::<Vec<_>>())
+    };
+    let responses = h.feedback.list_responses(authorized(&admin, ListResponsesRequest::default())).await;
+    let responses = responses.expect("responses").into_inner().responses;
+    let answer_of = |client: &str| responses.iter().find(|r| r.client_id == client).expect("response").id.as_str();
+    let ask = |token: &str, include_sources: bool| {
+        authorized(
+            token,
+            GetFeedbackFactsRequest { from: day(h.today), to: day(h.today), include_sources, ..Default::default() },
+        )
+    };
+    let facts = h.feedback.get_feedback_facts(ask(&hq, true)).await.expect("facts").into_inner().facts;
+    assert_eq!(facts.len(), 3);
+    let row = |employee: &str| facts.iter().find(|f| f.employee_id == employee).unwrap_or_else(|| panic!("{employee}"));
+
+    let anna = row("E-WAW");
+    assert_eq!((anna.invitations_sent, anna.invitations_answered), (4, 2));
+    assert_eq!(sources_of(anna, "invitations_sent"), invited("E-WAW", false));
+    assert_eq!(sources_of(anna, "invitations_answered"), invited("E-WAW", true));
+    assert_eq!(sources_of(anna, "clients"), records("client", &["C-WAW-A", "C-WAW-B", "C-WAW-NEW"]));
+    assert_eq!(sources_of(anna, "responding_clients"), records("client", &["C-WAW-A", "C-WAW-NEW"]));
+    assert_eq!(sources_of(anna, "nps_answers"), records("answer", &[answer_of("C-WAW-A"), answer_of("C-WAW-NEW")]));
+    assert_eq!(sources_of(anna, "csat_answers"), records("answer", &[answer_of("C-WAW-A")]));
+    assert_eq!(sources_of(anna, "complaints_explicit"), records("complaint", &[&explicit]));
+    assert_eq!(sources_of(anna, "complaints_direct"), records("complaint", &[&direct]));
+    assert_eq!(sources_of(anna, "complaints_closed"), records("complaint", &[&direct]));
+    assert_eq!(sources_of(anna, "complaints_escalated"), records("complaint", &[&explicit]));
+    let mut quality = vec![("dialog_review", review.as_str()), ("evaluation", evaluation.as_str())];
+    quality.sort_unstable();
+    assert_eq!(sources_of(anna, "quality_score"), quality);
+    let piotr = row("E-WAW-2");
+    assert_eq!(sources_of(piotr, "invitations_sent"), invited("E-WAW-2", false));
+    assert_eq!(sources_of(piotr, "clients"), records("client", &["C-WAW-INT"]));
+    let jan = row("E-KRK");
+    assert_eq!(sources_of(jan, "invitations_sent"), invited("E-KRK", false));
+    assert_eq!(sources_of(jan, "invitations_answered"), invited("E-KRK", true));
+    assert_eq!(sources_of(jan, "clients"), records("client", &["C-KRK-1", "C-KRK-NEW"]));
+    assert_eq!(sources_of(jan, "responding_clients"), records("client", &["C-KRK-1"]));
+    assert_eq!(sources_of(jan, "nps_answers"), records("answer", &[answer_of("C-KRK-1")]));
+    assert_eq!(sources_of(jan, "csat_answers"), records("answer", &[answer_of("C-KRK-1")]));
+    assert_eq!(sources_of(jan, "complaints_hidden"), records("complaint", &[&hidden]));
+    for row in &facts {
+        let counters = counters(row);
+        for (fact, kind, count) in counters {
+            let listed = sources_of(row, fact);
+            assert_eq!(listed.len() as i64, count, "{fact} of {row:?}");
+            assert!(listed.iter().all(|(k, _)| *k == kind), "{fact} of {row:?}");
+        }
+        let quality = sources_of(row, "quality_score").len();
+        assert_eq!(row.sources.len(), counters.iter().map(|c| c.2 as usize).sum::<usize>() + quality, "{row:?}");
+    }
+
+    // Without the flag: the same facts, no sources.
+    let plain = h.feedback.get_feedback_facts(ask(&hq, false)).await.expect("plain").into_inner().facts;
+    let without_sources: Vec<FeedbackFacts> =
+        facts.iter().map(|row| FeedbackFacts { sources: Vec::new(), ..row.clone() }).collect();
+    assert_eq!(plain, without_sources);
+
+    // A branch sees its own rows with their sources, and nothing of the other branch.
+    let own = h.feedback.get_feedback_facts(ask(&manager, true)).await.expect("own").into_inner().facts;
+    let waw: Vec<FeedbackFacts> = facts.iter().filter(|f| f.branch_id == "WAW").cloned().collect();
+    assert_eq!(own, waw);
 }

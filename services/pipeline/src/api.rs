@@ -9,7 +9,7 @@ use branchscore_platform::validate::Violations;
 use branchscore_platform::{AppError, AppResult, Principal, Role};
 use branchscore_proto::clients::v1::GetClientRequest;
 use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
-use branchscore_proto::common::v1::{Date, Granularity, Money};
+use branchscore_proto::common::v1::{Date, FactSource, Granularity, Money};
 use branchscore_proto::convert::to_datetime;
 use branchscore_proto::pipeline::v1::pipeline_service_server::PipelineService;
 use branchscore_proto::pipeline::v1::*;
@@ -847,14 +847,15 @@ impl PipelineService for PipelineApi {
         };
         let scope = principal.branch_filter();
         let filter = Self::filter(principal, &scope, &body.branch_id, &body.employee_id)?;
-        let rows = store::daily_pipeline(&self.pool, &self.company.time_zone, from, to, filter, now())
-            .await
-            .map_err(AppError::from)?;
+        let rows =
+            store::daily_pipeline(&self.pool, &self.company.time_zone, from, to, filter, now(), body.include_sources)
+                .await
+                .map_err(AppError::from)?;
         let periods = periods::split(from, to, granularity);
-        let mut sums: BTreeMap<(usize, String, String), store::DailyPipeline> = BTreeMap::new();
+        let mut sums: BTreeMap<(usize, String, String), (store::DailyPipeline, Vec<FactSource>)> = BTreeMap::new();
         for row in rows {
             let Some(i) = periods::index_of(&periods, row.day) else { continue };
-            let sum = sums.entry((i, row.branch_id.clone(), row.employee_id.clone())).or_default();
+            let (sum, sources) = sums.entry((i, row.branch_id.clone(), row.employee_id.clone())).or_default();
             sum.leads += row.leads;
             sum.answered_leads += row.answered_leads;
             sum.response_seconds += row.response_seconds;
@@ -864,10 +865,17 @@ impl PipelineService for PipelineApi {
             sum.won_amount += row.won_amount;
             sum.deals_lost += row.deals_lost;
             sum.overdue_control_points += row.overdue_control_points;
+            for (fact, kind, ids) in row.sources.by_fact() {
+                sources.extend(ids.iter().map(|id| FactSource {
+                    fact: fact.into(),
+                    kind: kind.into(),
+                    id: id.clone(),
+                }));
+            }
         }
         let facts = sums
             .into_iter()
-            .map(|((i, branch_id, employee_id), s)| PipelineFacts {
+            .map(|((i, branch_id, employee_id), (s, sources))| PipelineFacts {
                 period_start: Some(Date::from(periods[i].start)),
                 period_end: Some(Date::from(periods[i].end)),
                 branch_id,
@@ -885,6 +893,7 @@ impl PipelineService for PipelineApi {
                 won_amount: self.money(s.won_amount),
                 deals_lost: s.deals_lost,
                 overdue_control_points: s.overdue_control_points,
+                sources,
             })
             .collect();
         Ok(Response::new(GetPipelineFactsResponse { facts }))

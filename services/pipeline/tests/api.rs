@@ -516,6 +516,162 @@ async fn leads_sla_conversion_funnel_forecast_plan_and_facts() {
     assert!(mine.leads >= 1 && mine.sla_breaches <= mine.leads);
 }
 
+/// Each counter of a facts row with the kind of record behind it.
+fn counters(row: &PipelineFacts) -> [(&'static str, &'static str, i64); 7] {
+    [
+        ("leads", "lead", row.leads),
+        ("answered_leads", "lead", row.answered_leads),
+        ("sla_breaches", "lead", row.sla_breaches),
+        ("converted_leads", "lead", row.converted_leads),
+        ("deals_won", "deal", row.deals_won),
+        ("deals_lost", "deal", row.deals_lost),
+        ("overdue_control_points", "control_point", row.overdue_control_points),
+    ]
+}
+
+/// The ids listed behind `fact`, sorted.
+fn sources_of<'a>(row: &'a PipelineFacts, fact: &str) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = row.sources.iter().filter(|s| s.fact == fact).map(|s| s.id.as_str()).collect();
+    ids.sort_unstable();
+    ids
+}
+
+fn sorted<'a>(ids: impl IntoIterator<Item = &'a String>) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = ids.into_iter().map(String::as_str).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Two days ago WAW received a phone lead (answered after 10 minutes: a
+/// breach, then won as a deal), an e-mail (answered after a minute) and a
+/// site lead (never answered: a breach); KRK a walk-in (never answered).
+/// Today a second WAW deal is lost and a third stays open with its meeting
+/// control points backdated: notes due 4 days ago and still open, the next
+/// contact due 3 days ago and done today, both overdue. The lost deal's notes,
+/// due 5 days ago and done the day before, were on time.
+#[tokio::test]
+async fn pipeline_facts_list_the_leads_deals_and_control_points_they_count() {
+    let mut h = start().await;
+    let (waw, krk, admin) = (h.waw.clone(), h.krk.clone(), h.admin.clone());
+    let received = chrono::Utc::now() - chrono::Duration::days(2);
+    let at = |after_seconds: i64| {
+        let at = received + chrono::Duration::seconds(after_seconds);
+        Some(prost_types::Timestamp { seconds: at.timestamp(), nanos: 0 })
+    };
+    let lead = |id: &str, branch: &str, channel: LeadChannel| CreateLeadRequest {
+        request_id: id.into(),
+        branch_id: branch.into(),
+        owner_employee_id: format!("E-{branch}"),
+        channel: channel as i32,
+        receive_time: at(0),
+        contact_name: id.into(),
+        ..Default::default()
+    };
+    let mut leads = Vec::new();
+    for (token, request) in [
+        (&waw, lead("phone", "WAW", LeadChannel::Phone)),
+        (&waw, lead("email", "WAW", LeadChannel::Email)),
+        (&waw, lead("site", "WAW", LeadChannel::Site)),
+        (&krk, lead("walk-in", "KRK", LeadChannel::WalkIn)),
+    ] {
+        let created = h.pipeline.create_lead(authorized(token, request)).await.expect("lead").into_inner();
+        leads.push(created.lead.expect("lead").id);
+    }
+    let [phone, email, site, walk_in] = <[String; 4]>::try_from(leads).expect("four leads");
+    for (id, after) in [(&phone, 600), (&email, 60)] {
+        h.pipeline
+            .respond_to_lead(authorized(&waw, RespondToLeadRequest { lead_id: id.clone(), response_time: at(after) }))
+            .await
+            .expect("respond");
+    }
+    let won =
+        create(&mut h, &waw, CreateDealRequest { lead_id: phone.clone(), ..new_deal("won", "C-WAW", "WAW") }).await;
+    h.pipeline.win_deal(authorized(&waw, WinDealRequest { deal_id: won.id.clone() })).await.expect("won");
+    let lost = create(&mut h, &waw, new_deal("lost", "C-WAW", "WAW")).await;
+    h.pipeline
+        .lose_deal(authorized(&waw, LoseDealRequest { deal_id: lost.id.clone(), reason: "price".into() }))
+        .await
+        .expect("lost");
+    let open = create(&mut h, &waw, new_deal("open", "C-WAW", "WAW")).await;
+    let point = |deal: &Deal, kind: &str| {
+        deal.control_points.iter().find(|p| p.kind == kind).map(|p| p.id.clone()).expect("control point")
+    };
+    let (open_notes, open_contact, lost_notes) =
+        (point(&open, "meeting_notes_sent"), point(&open, "next_contact"), point(&lost, "meeting_notes_sent"));
+    // The service dates everything now: move the due dates into the past.
+    let pool = sqlx::PgPool::connect(&h.pipeline_env.database.url).await.expect("pool");
+    for (id, due_days_ago, completed_days_ago) in
+        [(&open_notes, 4, None), (&open_contact, 3, None), (&lost_notes, 5, Some(6))]
+    {
+        sqlx::query(
+            "UPDATE control_points SET due_date = current_date - $2::int,
+                    completed_at = now() - make_interval(days => $3::int)
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(due_days_ago)
+        .bind(completed_days_ago)
+        .execute(&pool)
+        .await
+        .expect("backdate");
+    }
+    pool.close().await;
+    h.pipeline
+        .complete_control_point(authorized(
+            &waw,
+            CompleteControlPointRequest { control_point_id: open_contact.clone() },
+        ))
+        .await
+        .expect("complete");
+
+    let today = chrono::Utc::now().date_naive();
+    let ask = |token: &str, include_sources: bool| {
+        authorized(
+            token,
+            GetPipelineFactsRequest {
+                from: Some(Date::from(today - chrono::Duration::days(30))),
+                // A day ahead: today in Warsaw may be tomorrow in UTC.
+                to: Some(Date::from(today + chrono::Duration::days(1))),
+                include_sources,
+                ..Default::default()
+            },
+        )
+    };
+    let facts = h.pipeline.get_pipeline_facts(ask(&admin, true)).await.expect("facts").into_inner().facts;
+    assert_eq!(facts.len(), 2);
+    let of = |employee: &str| facts.iter().find(|f| f.employee_id == employee).expect("row");
+    let mine = of("E-WAW");
+    assert_eq!(sources_of(mine, "leads"), sorted([&phone, &email, &site]));
+    assert_eq!(sources_of(mine, "answered_leads"), sorted([&phone, &email]));
+    assert_eq!(sources_of(mine, "sla_breaches"), sorted([&phone, &site]));
+    assert_eq!(sources_of(mine, "converted_leads"), [phone.as_str()]);
+    assert_eq!(sources_of(mine, "deals_won"), [won.id.as_str()]);
+    assert_eq!(sources_of(mine, "deals_lost"), [lost.id.as_str()]);
+    assert_eq!(sources_of(mine, "overdue_control_points"), sorted([&open_notes, &open_contact]));
+    let theirs = of("E-KRK");
+    assert_eq!(sources_of(theirs, "leads"), [walk_in.as_str()]);
+    assert_eq!(sources_of(theirs, "sla_breaches"), [walk_in.as_str()]);
+    for row in &facts {
+        let counters = counters(row);
+        for (fact, kind, count) in counters {
+            let listed: Vec<&str> = row.sources.iter().filter(|s| s.fact == fact).map(|s| s.kind.as_str()).collect();
+            assert_eq!(listed.len() as i64, count, "{fact} of {row:?}");
+            assert!(listed.iter().all(|k| *k == kind), "{fact} of {row:?}");
+        }
+        assert_eq!(row.sources.len() as i64, counters.iter().map(|c| c.2).sum::<i64>(), "{row:?}");
+    }
+
+    // Without the flag: the same facts, no sources.
+    let plain = h.pipeline.get_pipeline_facts(ask(&admin, false)).await.expect("plain").into_inner().facts;
+    let without_sources: Vec<PipelineFacts> =
+        facts.iter().map(|row| PipelineFacts { sources: Vec::new(), ..row.clone() }).collect();
+    assert_eq!(plain, without_sources);
+
+    // A branch sees its own row with its sources, and nothing of the other branch.
+    let own = h.pipeline.get_pipeline_facts(ask(&waw, true)).await.expect("own").into_inner().facts;
+    assert_eq!(own, std::slice::from_ref(mine));
+}
+
 #[tokio::test]
 async fn pipelines_are_versioned_and_the_default_can_change() {
     let mut h = start().await;

@@ -6,6 +6,7 @@ use sqlx::{PgPool, Row};
 /// A client and every distinct day it made a purchase, up to a date.
 #[derive(Debug, Clone)]
 pub struct ClientPurchaseDays {
+    pub id: String,
     pub branch_id: String,
     pub owner_employee_id: String,
     pub known_since: NaiveDate,
@@ -22,7 +23,7 @@ pub async fn client_purchase_days(
     employee_id: &str,
 ) -> sqlx::Result<Vec<ClientPurchaseDays>> {
     let rows = sqlx::query(
-        "SELECT c.branch_id, COALESCE(c.owner_employee_id, '') AS owner, c.known_since,
+        "SELECT c.id, c.branch_id, COALESCE(c.owner_employee_id, '') AS owner, c.known_since,
                 COALESCE(array_agg(DISTINCT t.business_date ORDER BY t.business_date)
                          FILTER (WHERE t.business_date IS NOT NULL), '{}') AS days
          FROM clients c
@@ -40,6 +41,7 @@ pub async fn client_purchase_days(
     rows.iter()
         .map(|row| {
             Ok(ClientPurchaseDays {
+                id: row.try_get("id")?,
                 branch_id: row.try_get("branch_id")?,
                 owner_employee_id: row.try_get("owner")?,
                 known_since: row.try_get("known_since")?,
@@ -69,12 +71,15 @@ pub struct DailySales {
     pub kind: SaleKind,
     pub documents: i64,
     pub amount_minor: i64,
+    /// The documents counted, when asked for (else empty).
+    pub document_ids: Vec<String>,
 }
 
 /// Purchases sold in `[from, to]` within the filters, classified per line:
 /// primary if the line belongs to the client's first purchase document (the
 /// earliest day, then the smallest document id), else repeat if the client
 /// bought the line's product line on an earlier day, else new direction.
+/// With `list_documents`, each row also names the documents it counts.
 pub async fn daily_sales(
     pool: &PgPool,
     from: NaiveDate,
@@ -82,6 +87,7 @@ pub async fn daily_sales(
     scope: Option<&[String]>,
     branch_id: &str,
     employee_id: &str,
+    list_documents: bool,
 ) -> sqlx::Result<Vec<DailySales>> {
     let rows = sqlx::query(
         "WITH sold AS (
@@ -105,7 +111,9 @@ pub async fn daily_sales(
          SELECT s.business_date AS day, s.branch_id, s.employee_id,
                 CASE WHEN s.document_id = f.document_id THEN 0
                      WHEN l.first_day < s.business_date THEN 1 ELSE 2 END AS kind,
-                count(DISTINCT s.document_id) AS documents, sum(s.amount_minor)::bigint AS amount
+                count(DISTINCT s.document_id) AS documents, sum(s.amount_minor)::bigint AS amount,
+                COALESCE(array_agg(DISTINCT s.document_id ORDER BY s.document_id) FILTER (WHERE $6), '{}')
+                    AS document_ids
          FROM sold s
          JOIN first_document f ON f.client_id = s.client_id
          JOIN first_in_line l ON l.client_id = s.client_id AND l.product_line_id = s.product_line_id
@@ -116,6 +124,7 @@ pub async fn daily_sales(
     .bind(scope)
     .bind(branch_id)
     .bind(employee_id)
+    .bind(list_documents)
     .fetch_all(pool)
     .await?;
     rows.iter()
@@ -132,6 +141,7 @@ pub async fn daily_sales(
                 kind,
                 documents: row.try_get("documents")?,
                 amount_minor: row.try_get("amount")?,
+                document_ids: row.try_get("document_ids")?,
             })
         })
         .collect()

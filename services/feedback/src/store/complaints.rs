@@ -316,6 +316,8 @@ pub struct ComplaintDay {
     /// What happened: an opening (with its source), a closing or an escalation.
     pub happening: Happening,
     pub count: i64,
+    /// The complaints counted (one per escalation), when asked for (else empty).
+    pub complaint_ids: Vec<uuid::Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,7 +327,9 @@ pub enum Happening {
     Escalated,
 }
 
-/// Complaint happenings in `[from, to]` (company-zone days).
+/// Complaint happenings in `[from, to]` (company-zone days); with
+/// `list_complaints`, each also names the complaints it counts.
+#[allow(clippy::too_many_arguments)]
 pub async fn happenings(
     pool: &PgPool,
     zone: &str,
@@ -334,6 +338,7 @@ pub async fn happenings(
     scope: Option<&[String]>,
     branch_id: &str,
     employee_id: &str,
+    list_complaints: bool,
 ) -> sqlx::Result<Vec<ComplaintDay>> {
     let rows = sqlx::query(
         "WITH c AS (
@@ -341,16 +346,18 @@ pub async fn happenings(
              WHERE ($4::text[] IS NULL OR branch_id = ANY($4)) AND ($5 = '' OR branch_id = $5)
                AND ($6 = '' OR employee_id = $6)
          ), happened AS (
-             SELECT (created_at AT TIME ZONE $1)::date AS day, branch_id, employee_id, 'opened' AS what, source
+             SELECT (created_at AT TIME ZONE $1)::date AS day, branch_id, employee_id, 'opened' AS what, source, id
              FROM c
              UNION ALL
-             SELECT (closed_at AT TIME ZONE $1)::date, branch_id, employee_id, 'closed', 0::smallint
+             SELECT (closed_at AT TIME ZONE $1)::date, branch_id, employee_id, 'closed', 0::smallint, id
              FROM c WHERE closed_at IS NOT NULL
              UNION ALL
-             SELECT (e.at AT TIME ZONE $1)::date, c.branch_id, c.employee_id, 'escalated', 0::smallint
+             SELECT (e.at AT TIME ZONE $1)::date, c.branch_id, c.employee_id, 'escalated', 0::smallint, c.id
              FROM complaint_events e JOIN c ON c.id = e.complaint_id WHERE e.kind = 4
          )
-         SELECT day, branch_id, employee_id, what, source, count(*) AS n FROM happened
+         SELECT day, branch_id, employee_id, what, source, count(*) AS n,
+                COALESCE(array_agg(id ORDER BY id) FILTER (WHERE $7), '{}') AS complaint_ids
+         FROM happened
          WHERE day BETWEEN $2 AND $3
          GROUP BY day, branch_id, employee_id, what, source",
     )
@@ -360,6 +367,7 @@ pub async fn happenings(
     .bind(scope)
     .bind(branch_id)
     .bind(employee_id)
+    .bind(list_complaints)
     .fetch_all(pool)
     .await?;
     rows.iter()
@@ -376,6 +384,7 @@ pub async fn happenings(
                 employee_id: row.try_get("employee_id")?,
                 happening,
                 count: row.try_get("n")?,
+                complaint_ids: row.try_get("complaint_ids")?,
             })
         })
         .collect()

@@ -195,6 +195,7 @@ pub async fn list(
 /// One response's scores, as satisfaction and statistics read them.
 #[derive(Debug, Clone)]
 pub struct ScoredResponse {
+    pub id: Uuid,
     pub client_id: String,
     pub branch_id: String,
     pub employee_id: String,
@@ -224,7 +225,7 @@ pub async fn scored(
     filter: &ScoreFilter<'_>,
 ) -> sqlx::Result<Vec<ScoredResponse>> {
     let rows = sqlx::query(
-        "SELECT r.client_id, r.branch_id, r.employee_id, r.product_id, r.answered_on, r.nps, r.csat,
+        "SELECT r.id, r.client_id, r.branch_id, r.employee_id, r.product_id, r.answered_on, r.nps, r.csat,
                 COALESCE(array_agg(i.touchpoint ORDER BY i.code) FILTER (WHERE i.code IS NOT NULL), '{}') AS touchpoints,
                 COALESCE(array_agg(i.score ORDER BY i.code) FILTER (WHERE i.code IS NOT NULL), '{}') AS scores
          FROM responses r LEFT JOIN response_items i ON i.response_id = r.id
@@ -249,6 +250,7 @@ pub async fn scored(
             let scores: Vec<i16> = row.try_get("scores")?;
             let small = |v: Option<i16>| v.and_then(|v| u8::try_from(v).ok());
             Ok(ScoredResponse {
+                id: row.try_get("id")?,
                 client_id: row.try_get("client_id")?,
                 branch_id: row.try_get("branch_id")?,
                 employee_id: row.try_get("employee_id")?,

@@ -1,10 +1,12 @@
 //! Raw material of coverage and the KPI facts.
 use chrono::NaiveDate;
 use sqlx::{PgPool, Row};
+use uuid::Uuid;
 
 /// An invitation sent on a company-zone day, and whether it is answered by now.
 #[derive(Debug, Clone)]
 pub struct SentInvitation {
+    pub id: Uuid,
     pub client_id: String,
     pub branch_id: String,
     pub employee_id: String,
@@ -25,7 +27,7 @@ pub async fn sent_invitations(
     employee_id: &str,
 ) -> sqlx::Result<Vec<SentInvitation>> {
     let rows = sqlx::query(
-        "SELECT client_id, branch_id, employee_id, abc_class, product_id,
+        "SELECT id, client_id, branch_id, employee_id, abc_class, product_id,
                 (sent_at AT TIME ZONE $1)::date AS sent_on, answered_at IS NOT NULL AS answered
          FROM invitations
          WHERE sent_at IS NOT NULL AND (sent_at AT TIME ZONE $1)::date BETWEEN $2 AND $3
@@ -43,6 +45,7 @@ pub async fn sent_invitations(
     rows.iter()
         .map(|row| {
             Ok(SentInvitation {
+                id: row.try_get("id")?,
                 client_id: row.try_get("client_id")?,
                 branch_id: row.try_get("branch_id")?,
                 employee_id: row.try_get("employee_id")?,

@@ -172,10 +172,40 @@ pub struct DailyPipeline {
     pub won_amount: i64,
     pub deals_lost: i64,
     pub overdue_control_points: i64,
+    #[sqlx(flatten)]
+    pub sources: DailySources,
+}
+
+/// The ids of the records a [`DailyPipeline`] counts, when asked for (else empty).
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct DailySources {
+    pub lead_ids: Vec<String>,
+    pub answered_lead_ids: Vec<String>,
+    pub breached_lead_ids: Vec<String>,
+    pub converted_lead_ids: Vec<String>,
+    pub won_deal_ids: Vec<String>,
+    pub lost_deal_ids: Vec<String>,
+    pub overdue_control_point_ids: Vec<String>,
+}
+
+impl DailySources {
+    /// Each list with the `PipelineFacts` field it counts for and the kind of record it names.
+    pub fn by_fact(&self) -> [(&'static str, &'static str, &[String]); 7] {
+        [
+            ("leads", "lead", &self.lead_ids),
+            ("answered_leads", "lead", &self.answered_lead_ids),
+            ("sla_breaches", "lead", &self.breached_lead_ids),
+            ("converted_leads", "lead", &self.converted_lead_ids),
+            ("deals_won", "deal", &self.won_deal_ids),
+            ("deals_lost", "deal", &self.lost_deal_ids),
+            ("overdue_control_points", "control_point", &self.overdue_control_point_ids),
+        ]
+    }
 }
 
 /// Leads by day received, deals by day closed, control points by due day
-/// (in the company's zone `zone`), `[from, to]`, as of `now`.
+/// (in the company's zone `zone`), `[from, to]`, as of `now`; with
+/// `list_sources`, each row also names the records it counts.
 pub async fn daily_pipeline(
     pool: &PgPool,
     zone: &str,
@@ -183,29 +213,41 @@ pub async fn daily_pipeline(
     to: NaiveDate,
     filter: Filter<'_>,
     now: DateTime<Utc>,
+    list_sources: bool,
 ) -> sqlx::Result<Vec<DailyPipeline>> {
     sqlx::query_as(
         "WITH l AS (
              SELECT (received_at AT TIME ZONE $1)::date AS day, branch_id, owner_employee_id AS employee_id,
                     count(*) AS leads, count(first_response_at) AS answered_leads,
                     COALESCE(sum(extract(epoch FROM first_response_at - received_at)), 0)::float8 AS response_seconds,
-                    count(*) FILTER (WHERE extract(epoch FROM COALESCE(first_response_at, $7) - received_at) > sla_seconds)
-                        AS sla_breaches,
-                    count(deal_id) AS converted_leads
-             FROM leads GROUP BY 1, 2, 3
+                    count(*) FILTER (WHERE breached) AS sla_breaches,
+                    count(deal_id) AS converted_leads,
+                    array_agg(id ORDER BY id) FILTER (WHERE $8) AS lead_ids,
+                    array_agg(id ORDER BY id) FILTER (WHERE $8 AND first_response_at IS NOT NULL) AS answered_lead_ids,
+                    array_agg(id ORDER BY id) FILTER (WHERE $8 AND breached) AS breached_lead_ids,
+                    array_agg(id ORDER BY id) FILTER (WHERE $8 AND deal_id IS NOT NULL) AS converted_lead_ids
+             FROM leads,
+                  LATERAL (SELECT extract(epoch FROM COALESCE(first_response_at, $7) - received_at) > sla_seconds
+                                  AS breached) b
+             GROUP BY 1, 2, 3
          ),
          d AS (
              SELECT (closed_at AT TIME ZONE $1)::date AS day, branch_id, owner_employee_id AS employee_id,
                     count(*) FILTER (WHERE status = 2) AS deals_won,
                     COALESCE(sum(amount_minor) FILTER (WHERE status = 2), 0)::bigint AS won_amount,
-                    count(*) FILTER (WHERE status = 3) AS deals_lost
+                    count(*) FILTER (WHERE status = 3) AS deals_lost,
+                    array_agg(id ORDER BY id) FILTER (WHERE $8 AND status = 2) AS won_deal_ids,
+                    array_agg(id ORDER BY id) FILTER (WHERE $8 AND status = 3) AS lost_deal_ids
              FROM deals WHERE closed_at IS NOT NULL GROUP BY 1, 2, 3
          ),
          c AS (
              SELECT due_date AS day, branch_id, owner_employee_id AS employee_id,
-                    count(*) FILTER (WHERE COALESCE((completed_at AT TIME ZONE $1)::date, ($7 AT TIME ZONE $1)::date) > due_date)
-                        AS overdue_control_points
-             FROM control_points WHERE due_date < ($7 AT TIME ZONE $1)::date GROUP BY 1, 2, 3
+                    count(*) FILTER (WHERE overdue) AS overdue_control_points,
+                    array_agg(id ORDER BY id) FILTER (WHERE $8 AND overdue) AS overdue_control_point_ids
+             FROM control_points,
+                  LATERAL (SELECT COALESCE((completed_at AT TIME ZONE $1)::date, ($7 AT TIME ZONE $1)::date) > due_date
+                                  AS overdue) o
+             WHERE due_date < ($7 AT TIME ZONE $1)::date GROUP BY 1, 2, 3
          ),
          keys AS (SELECT day, branch_id, employee_id FROM l UNION SELECT day, branch_id, employee_id FROM d
                   UNION SELECT day, branch_id, employee_id FROM c)
@@ -214,7 +256,12 @@ pub async fn daily_pipeline(
                 COALESCE(l.response_seconds, 0) AS response_seconds, COALESCE(l.sla_breaches, 0) AS sla_breaches,
                 COALESCE(l.converted_leads, 0) AS converted_leads, COALESCE(d.deals_won, 0) AS deals_won,
                 COALESCE(d.won_amount, 0) AS won_amount, COALESCE(d.deals_lost, 0) AS deals_lost,
-                COALESCE(c.overdue_control_points, 0) AS overdue_control_points
+                COALESCE(c.overdue_control_points, 0) AS overdue_control_points,
+                COALESCE(l.lead_ids, '{}') AS lead_ids, COALESCE(l.answered_lead_ids, '{}') AS answered_lead_ids,
+                COALESCE(l.breached_lead_ids, '{}') AS breached_lead_ids,
+                COALESCE(l.converted_lead_ids, '{}') AS converted_lead_ids,
+                COALESCE(d.won_deal_ids, '{}') AS won_deal_ids, COALESCE(d.lost_deal_ids, '{}') AS lost_deal_ids,
+                COALESCE(c.overdue_control_point_ids, '{}') AS overdue_control_point_ids
          FROM keys k
          LEFT JOIN l USING (day, branch_id, employee_id)
          LEFT JOIN d USING (day, branch_id, employee_id)
@@ -230,6 +277,7 @@ pub async fn daily_pipeline(
     .bind(filter.branch_id)
     .bind(filter.employee_id)
     .bind(now)
+    .bind(list_sources)
     .fetch_all(pool)
     .await
 }
