@@ -1,7 +1,9 @@
 //! Pure domain rules of branchscore (no IO).
 //!
 //! Each module holds one rule of `/work/shared/domain.md` section 1 ("Clients
-//! and segmentation"). Batch functions take slices of plain input structs and
+//! and segmentation"); [`pipeline`] holds section 2's and [`kpi`] section
+//! 4's ("KPI and motivation": the KPI catalogue, scorecard and bonus formulas
+//! and plan split). Batch functions take slices of plain input structs and
 //! return results aligned by index, so callers keep their own ids; results do
 //! not depend on input order (except k-means labels, which depend on the seed)
 //! and the batch paths are O(n log n), because the service runs them for about
@@ -37,6 +39,7 @@ pub mod clustering;
 pub mod complaints;
 pub mod coverage;
 pub mod cross_sell;
+pub mod kpi;
 pub mod lifecycle;
 pub mod maturity;
 pub mod nps;
