@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "branchscore/clients/v1/scoring.proto",
     "branchscore/pipeline/v1/pipeline.proto",
     "branchscore/feedback/v1/feedback.proto",
+    "branchscore/kpi/v1/kpi.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

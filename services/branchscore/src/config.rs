@@ -19,6 +19,7 @@ pub struct BranchscoreConfig {
     pub clients: branchscore_clients::Config,
     pub pipeline: branchscore_pipeline::Config,
     pub feedback: branchscore_feedback::Config,
+    pub kpi: branchscore_kpi::Config,
 }
 
 impl BranchscoreConfig {

@@ -13,17 +13,20 @@ pub enum ServiceName {
     Clients,
     Pipeline,
     Feedback,
+    Kpi,
 }
 
 impl ServiceName {
     /// In start order: a service starts after the peers it calls.
-    pub const ALL: [ServiceName; 3] = [ServiceName::Clients, ServiceName::Pipeline, ServiceName::Feedback];
+    pub const ALL: [ServiceName; 4] =
+        [ServiceName::Clients, ServiceName::Pipeline, ServiceName::Feedback, ServiceName::Kpi];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Clients => "clients",
             ServiceName::Pipeline => "pipeline",
             ServiceName::Feedback => "feedback",
+            ServiceName::Kpi => "kpi",
         }
     }
 
@@ -37,6 +40,7 @@ impl ServiceName {
             ServiceName::Clients => &config.clients.database,
             ServiceName::Pipeline => &config.pipeline.database,
             ServiceName::Feedback => &config.feedback.database,
+            ServiceName::Kpi => &config.kpi.database,
         }
     }
 
@@ -45,6 +49,7 @@ impl ServiceName {
             ServiceName::Clients => &branchscore_clients::MIGRATOR,
             ServiceName::Pipeline => &branchscore_pipeline::MIGRATOR,
             ServiceName::Feedback => &branchscore_feedback::MIGRATOR,
+            ServiceName::Kpi => &branchscore_kpi::MIGRATOR,
         }
     }
 
@@ -59,6 +64,7 @@ impl ServiceName {
             ServiceName::Clients => branchscore_clients::run(&config.clients, &platform, shutdown).await,
             ServiceName::Pipeline => branchscore_pipeline::run(&config.pipeline, &platform, shutdown).await,
             ServiceName::Feedback => branchscore_feedback::run(&config.feedback, &platform, shutdown).await,
+            ServiceName::Kpi => branchscore_kpi::run(&config.kpi, &platform, shutdown).await,
         }
     }
 }

@@ -31,6 +31,7 @@ struct World {
     clients: (TestEnv, SocketAddr),
     pipeline: (TestEnv, SocketAddr),
     feedback: (TestEnv, SocketAddr),
+    kpi: (TestEnv, SocketAddr),
     metrics: SocketAddr,
 }
 
@@ -40,13 +41,14 @@ impl World {
             clients: (TestEnv::new(), free_addr()),
             pipeline: (TestEnv::new(), free_addr()),
             feedback: (TestEnv::new(), free_addr()),
+            kpi: (TestEnv::new(), free_addr()),
             metrics: free_addr(),
         }
     }
 
     /// The process environment that points every service at this world.
     fn apply<'c>(&self, command: &'c mut Command) -> &'c mut Command {
-        let (clients, pipeline, feedback) = (&self.clients, &self.pipeline, &self.feedback);
+        let (clients, pipeline, feedback, kpi) = (&self.clients, &self.pipeline, &self.feedback, &self.kpi);
         command
             .env("BRANCHSCORE_CLIENTS__SERVER__LISTEN", clients.1.to_string())
             .env("BRANCHSCORE_CLIENTS__DATABASE__URL", &clients.0.database.url)
@@ -57,7 +59,11 @@ impl World {
             .env("BRANCHSCORE_FEEDBACK__SERVER__LISTEN", feedback.1.to_string())
             .env("BRANCHSCORE_FEEDBACK__DATABASE__URL", &feedback.0.database.url)
             .env("BRANCHSCORE_FEEDBACK__DATABASE__MIGRATE_ON_START", "false")
+            .env("BRANCHSCORE_KPI__SERVER__LISTEN", kpi.1.to_string())
+            .env("BRANCHSCORE_KPI__DATABASE__URL", &kpi.0.database.url)
+            .env("BRANCHSCORE_KPI__DATABASE__MIGRATE_ON_START", "false")
             .env("BRANCHSCORE_PEERS__FEEDBACK", format!("http://{}", feedback.1))
+            .env("BRANCHSCORE_PEERS__KPI", format!("http://{}", kpi.1))
             .env("BRANCHSCORE_PEERS__CLIENTS", format!("http://{}", clients.1))
             .env("BRANCHSCORE_PEERS__PIPELINE", format!("http://{}", pipeline.1))
             .env("BRANCHSCORE_REDIS__URL", &clients.0.platform.redis.url)
@@ -156,7 +162,7 @@ fn migrate_then_serve_then_demo_then_drain_on_sigterm() {
     let mut serving = Serving(serve.spawn().expect("spawn serve"));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        for addr in [world.clients.1, world.pipeline.1, world.feedback.1] {
+        for addr in [world.clients.1, world.pipeline.1, world.feedback.1, world.kpi.1] {
             let channel =
                 tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
             branchscore_platform::client::wait_serving(channel, Duration::from_secs(30)).await.expect("serving");
@@ -174,12 +180,16 @@ fn migrate_then_serve_then_demo_then_drain_on_sigterm() {
     assert!(first.contains("3 broken lines sent on purpose, 3 refused"), "{first}");
     assert!(first.contains("ABC x XYZ") && first.contains("Funnel (schiffman pipeline"), "{first}");
     assert!(first.contains("Feedback:") && first.contains("NPS"), "{first}");
+    assert!(first.contains("Bonuses 2026-07-01 to 2026-09-30 (version 1, approved"), "{first}");
+    assert!(first.contains("payroll export:"), "{first}");
     // The same network again: every line is a duplicate, nothing changes.
     let again = run(world.apply(branchscore().args(&demo_args)));
     assert!(again.status.success(), "demo again failed: {}", text(&again.stderr));
     let again = text(&again.stdout);
     assert_eq!(imported(&again, "accepted"), 0, "{again}");
     assert_eq!(imported(&again, "duplicates"), accepted, "{again}");
+    // The approved quarter is not overwritten: the recomputation is its next version.
+    assert!(again.contains("Bonuses 2026-07-01 to 2026-09-30 (version 2, approved"), "{again}");
 
     let scrape = runtime.block_on(async {
         let mut stream = tokio::net::TcpStream::connect(metrics).await.expect("metrics port");

@@ -25,6 +25,12 @@ pub mod feedback {
     }
 }
 
+pub mod kpi {
+    pub mod v1 {
+        tonic::include_proto!("branchscore.kpi.v1");
+    }
+}
+
 pub mod convert;
 
 /// Descriptor set of every branchscore package, for gRPC reflection.

@@ -1,5 +1,6 @@
 //! `branchscore demo`: a synthetic branch network loaded through the public
 //! API, then what the platform makes of it.
+pub mod kpi;
 pub mod load;
 pub mod network;
 pub mod pipeline;
@@ -14,6 +15,7 @@ use branchscore_platform::client::{self, CallCredentials, ClientConfig, RetryPol
 use branchscore_platform::shutdown::CancellationToken;
 use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
 use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
+use branchscore_proto::kpi::v1::kpi_service_client::KpiServiceClient;
 use branchscore_proto::pipeline::v1::pipeline_service_client::PipelineServiceClient;
 use chrono::NaiveDate;
 use network::NetworkSpec;
@@ -121,6 +123,14 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
     let pipeline = PipelineServiceClient::with_interceptor(pipeline_channel, sales);
     let story = pipeline::run(&pipeline, &network, spec.seed, as_of).await?;
     print!("{}", report::pipeline(&story, &spec.currency));
+
+    let head_office =
+        CallCredentials::bearer(&issuer.mint("demo-analyst", Role::HqAnalyst, &[], Duration::from_secs(3600))?)?;
+    let kpi_channel = client::channel(&config.peers.kpi, &client_config)?;
+    client::wait_serving(kpi_channel.clone(), Duration::from_secs(60)).await?;
+    let kpi = KpiServiceClient::with_interceptor(kpi_channel, head_office);
+    let bonuses = kpi::run(&kpi, &network, as_of, &spec.currency).await?;
+    print!("{}", report::kpi(&bonuses, &spec.currency));
     Ok(())
 }
 
@@ -144,6 +154,10 @@ fn in_process_config(config: &BranchscoreConfig) -> anyhow::Result<BranchscoreCo
             ServiceName::Feedback => {
                 demo.peers.feedback = url;
                 (&mut demo.feedback.server, &mut demo.feedback.database)
+            }
+            ServiceName::Kpi => {
+                demo.peers.kpi = url;
+                (&mut demo.kpi.server, &mut demo.kpi.database)
             }
         };
         server.listen = port;

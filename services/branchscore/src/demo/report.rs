@@ -1,4 +1,5 @@
 //! The demo's printed summary: tables and terminal bar charts.
+use super::kpi::KpiReport;
 use super::load::LoadReport;
 use super::network::{Behaviour, Network};
 use super::pipeline::PipelineReport;
@@ -331,6 +332,84 @@ pub fn pipeline(report: &PipelineReport, currency: &str) -> String {
     for (month, amount) in &by_month {
         let _ = writeln!(out, "  {month} {:>14}  {}", whole(*amount), bar(*amount, max, 40));
     }
+    out
+}
+
+/// The sales plan, the leaderboard of the last quarter and one bonus traced.
+pub fn kpi(report: &KpiReport, currency: &str) -> String {
+    let mut out = String::new();
+    let plan = &report.plan;
+    let _ = writeln!(
+        out,
+        "\nSales plan {} ({currency}): {} = the last 12 months x {:.2}, split by last year's season",
+        plan.year,
+        whole(plan.monthly.iter().map(|m| m.minor_units).sum()),
+        plan.growth_factor
+    );
+    let max = plan.monthly.iter().map(|m| m.minor_units).max().unwrap_or(0);
+    for (month, (amount, coefficient)) in plan.monthly.iter().zip(&plan.seasonal_coefficients).enumerate() {
+        let _ = writeln!(
+            out,
+            "  {:>2} {:>14}  x{coefficient:.2}  {}",
+            month + 1,
+            whole(amount.minor_units),
+            bar(amount.minor_units, max, 40)
+        );
+    }
+    let progress = &report.progress;
+    let (planned, sold) = (units(&progress.plan_to_date), units(&progress.fact_to_date));
+    let _ = writeln!(
+        out,
+        "  to {}: plan {}, sold {} ({:.0}% of plan)",
+        progress.as_of.and_then(|d| d.to_naive()).map(|d| d.to_string()).unwrap_or_default(),
+        whole(planned),
+        whole(sold),
+        if planned > 0 { sold as f64 / planned as f64 * 100.0 } else { 0.0 }
+    );
+
+    let period = &report.period;
+    let day = |d: &Option<branchscore_proto::common::v1::Date>| {
+        d.and_then(|d| d.to_naive()).map(|d| d.to_string()).unwrap_or_default()
+    };
+    let _ = writeln!(
+        out,
+        "\nBonuses {} to {} (version {}, approved by {}): {} people, {} {currency} in all",
+        day(&period.from),
+        day(&period.to),
+        period.version,
+        period.approved_by,
+        period.lines.len(),
+        money(units(&period.total_bonus))
+    );
+    let _ = writeln!(out, "  rank  employee   role             W       bonus");
+    let max = period.lines.iter().map(|l| (l.weighted_attainment * 1000.0) as i64).max().unwrap_or(0);
+    for line in period.lines.iter().take(10) {
+        let role = branchscore_proto::common::v1::EmployeeRole::try_from(line.role)
+            .map_or("", |r| r.as_str_name().trim_start_matches("EMPLOYEE_ROLE_"))
+            .to_lowercase();
+        let _ = writeln!(
+            out,
+            "  {:>4}  {:<9}  {role:<15} {:>5.2} {:>11}  {}",
+            line.rank,
+            line.employee_id,
+            line.weighted_attainment,
+            money(units(&line.bonus)),
+            bar((line.weighted_attainment * 1000.0) as i64, max, 30)
+        );
+    }
+    if let Some(line) = &report.breakdown.line {
+        let _ = writeln!(out, "\n  Why {} ({}) gets {}:", line.employee_id, line.full_name, money(units(&line.bonus)));
+        for kpi in &report.breakdown.kpis {
+            let records: usize = kpi.facts.iter().map(|f| f.sources.len()).sum();
+            let _ = writeln!(out, "    {} [{records} source records]", kpi.formula);
+        }
+        let _ = writeln!(out, "    {}", report.breakdown.formula);
+    }
+    let _ = writeln!(
+        out,
+        "  payroll export: {} lines, or {} bytes of CSV for the ERP's HR module",
+        report.payroll_lines, report.payroll_csv_bytes
+    );
     out
 }
 
