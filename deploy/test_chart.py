@@ -352,8 +352,8 @@ def test_all_services_disabled_renders_no_workload():
 
 
 def test_an_isolated_service_gets_no_open_rule():
-    """clients with the gateway disabled and no peers: nobody may call it."""
-    values = {"services": {"gateway": {"enabled": False}}}
+    """clients alone (every service that calls it disabled): nobody may call it."""
+    values = {"services": {name: {"enabled": False} for name in ["gateway", "pipeline", "feedback", "kpi"]}}
     objects = render.render_chart(values)
     (policy,) = by_kind(objects, "NetworkPolicy")
     for rule in policy["spec"]["ingress"]:
@@ -373,7 +373,8 @@ def test_service_monitor_is_optional_and_selects_the_metrics_ports():
     objects = render.render_chart({"metrics": {"serviceMonitor": {"enabled": True}}})
     (monitor,) = by_kind(objects, "ServiceMonitor")
     services = [s for s in by_kind(objects, "Service") if selector_matches(monitor["spec"]["selector"], s["metadata"]["labels"])]
-    assert len(services) == 2
+    # gateway, clients, pipeline, feedback and kpi are enabled by default.
+    assert len(services) == 5
     for svc in services:
         assert any(p["name"] == monitor["spec"]["endpoints"][0]["port"] for p in svc["spec"]["ports"])
 
@@ -578,3 +579,17 @@ def test_chart_readme_lists_every_documented_value():
     assert values_table.render_table() in (render.CHART / "README.md").read_text(), (
         "helm/branchscore/README.md is stale: run deploy/values_table.py --write"
     )
+
+
+def test_feedback_signs_survey_links_with_a_key_from_the_secret():
+    objects = render.render_chart({})
+    (secret,) = [s for s in by_kind(objects, "Secret") if not is_hook(s)]
+    generated = secret["stringData"]["feedback-link-secret"]
+    assert len(generated) >= 32
+    (container,) = pod_spec(service_deployments(objects)["feedback"])["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["BRANCHSCORE_FEEDBACK__LINKS__SECRET"]["valueFrom"]["secretKeyRef"]["key"] == "feedback-link-secret"
+    given = "k" * 40
+    objects = render.render_chart({"secrets": {"feedbackLinkSecret": given}})
+    (secret,) = [s for s in by_kind(objects, "Secret") if not is_hook(s)]
+    assert secret["stringData"]["feedback-link-secret"] == given
