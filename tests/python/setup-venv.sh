@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create (if missing) the virtualenv for the Python reference scoring and
-# install tests/python/requirements.txt into it. Idempotent: a stamp file holding
+# Create (if missing) a virtualenv and install a requirements file into it:
+# by default the Python reference scoring's (tests/python/requirements.txt),
+# or the file given as the first argument. Idempotent: a stamp file holding
 # the hash of the requirements and of the interpreter makes a rerun a no-op.
 # Prints the venv's python path as the last line.
 #   BRANCHSCORE_PY_VENV  venv location (default /var/tmp/bs-py-venv)
@@ -9,7 +10,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="${BRANCHSCORE_PY_VENV:-/var/tmp/bs-py-venv}"
 base_python="${BRANCHSCORE_PYTHON:-python3}"
-req="$here/requirements.txt"
+req="${1:-$here/requirements.txt}"
 stamp="$venv/.branchscore-requirements.sha256"
 
 if [[ ! -x "$venv/bin/python" ]]; then

@@ -1,98 +1,10 @@
 //! The `branchscore` binary as an operator runs it: a real process, real
 //! Postgres and Redis, gRPC on 127.0.0.1.
+mod common;
+
 use branchscore_platform::Role;
 use branchscore_platform::auth::Authenticator;
-use branchscore_testkit::TestEnv;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-fn branchscore() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_branchscore"));
-    command.env_remove("BRANCHSCORE_CONFIG").env("RUST_LOG", "warn,branchscore=info");
-    command
-}
-
-fn run(command: &mut Command) -> Output {
-    command.output().expect("run branchscore")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A port nobody listens on right now.
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr")
-}
-
-/// A database and a port per service, and the metrics port.
-struct World {
-    clients: (TestEnv, SocketAddr),
-    pipeline: (TestEnv, SocketAddr),
-    feedback: (TestEnv, SocketAddr),
-    kpi: (TestEnv, SocketAddr),
-    metrics: SocketAddr,
-}
-
-impl World {
-    fn new() -> Self {
-        World {
-            clients: (TestEnv::new(), free_addr()),
-            pipeline: (TestEnv::new(), free_addr()),
-            feedback: (TestEnv::new(), free_addr()),
-            kpi: (TestEnv::new(), free_addr()),
-            metrics: free_addr(),
-        }
-    }
-
-    /// The process environment that points every service at this world.
-    fn apply<'c>(&self, command: &'c mut Command) -> &'c mut Command {
-        let (clients, pipeline, feedback, kpi) = (&self.clients, &self.pipeline, &self.feedback, &self.kpi);
-        command
-            .env("BRANCHSCORE_CLIENTS__SERVER__LISTEN", clients.1.to_string())
-            .env("BRANCHSCORE_CLIENTS__DATABASE__URL", &clients.0.database.url)
-            .env("BRANCHSCORE_CLIENTS__DATABASE__MIGRATE_ON_START", "false")
-            .env("BRANCHSCORE_PIPELINE__SERVER__LISTEN", pipeline.1.to_string())
-            .env("BRANCHSCORE_PIPELINE__DATABASE__URL", &pipeline.0.database.url)
-            .env("BRANCHSCORE_PIPELINE__DATABASE__MIGRATE_ON_START", "false")
-            .env("BRANCHSCORE_FEEDBACK__SERVER__LISTEN", feedback.1.to_string())
-            .env("BRANCHSCORE_FEEDBACK__DATABASE__URL", &feedback.0.database.url)
-            .env("BRANCHSCORE_FEEDBACK__DATABASE__MIGRATE_ON_START", "false")
-            .env("BRANCHSCORE_KPI__SERVER__LISTEN", kpi.1.to_string())
-            .env("BRANCHSCORE_KPI__DATABASE__URL", &kpi.0.database.url)
-            .env("BRANCHSCORE_KPI__DATABASE__MIGRATE_ON_START", "false")
-            .env("BRANCHSCORE_PEERS__FEEDBACK", format!("http://{}", feedback.1))
-            .env("BRANCHSCORE_PEERS__KPI", format!("http://{}", kpi.1))
-            .env("BRANCHSCORE_PEERS__CLIENTS", format!("http://{}", clients.1))
-            .env("BRANCHSCORE_PEERS__PIPELINE", format!("http://{}", pipeline.1))
-            .env("BRANCHSCORE_REDIS__URL", &clients.0.platform.redis.url)
-            .env("BRANCHSCORE_REDIS__KEY_PREFIX", &clients.0.platform.redis.key_prefix)
-            .env("BRANCHSCORE_TELEMETRY__METRICS_LISTEN", self.metrics.to_string())
-    }
-}
-
-struct Serving(Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "branchscore did not stop within 30 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::{World, branchscore, run, terminate, text};
 
 #[test]
 fn dump_config_shows_file_and_environment_layers() {
@@ -154,20 +66,8 @@ fn migrate_then_serve_then_demo_then_drain_on_sigterm() {
     let grpc = world.clients.1;
     let metrics = world.metrics;
 
-    let output = run(world.apply(branchscore().arg("migrate")));
-    assert!(output.status.success(), "migrate failed: {}", text(&output.stderr));
-
-    let mut serve = branchscore();
-    world.apply(serve.arg("serve").stdout(Stdio::null()).stderr(Stdio::null()));
-    let mut serving = Serving(serve.spawn().expect("spawn serve"));
+    let mut serving = world.serve();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        for addr in [world.clients.1, world.pipeline.1, world.feedback.1, world.kpi.1] {
-            let channel =
-                tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
-            branchscore_platform::client::wait_serving(channel, Duration::from_secs(30)).await.expect("serving");
-        }
-    });
 
     let demo_args = ["demo", "--target", &format!("http://{grpc}"), "--branches", "3", "--clients", "120"];
     let demo_args = [&demo_args[..], &["--months", "6", "--seed", "5", "--as-of", "2026-10-31"]].concat();
