@@ -511,20 +511,150 @@ def test_kustomize_env_names_only_the_service_it_runs(kustomized):
             assert not (match and match.group(1) in {s.upper() for s in SERVICES} | {"PEERS"}), key
 
 
-def test_kustomize_network_policies_select_real_pods(kustomized):
+def kustomize_services(objects) -> dict[str, dict]:
+    """component -> Deployment of the branchscore services in a kustomize tree."""
+    return {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in by_kind(objects, "Deployment")
+        if render.is_branchscore_workload(d)
+    }
+
+
+def env_map(container) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def peer_env(deployment) -> dict[str, str]:
+    """peer -> URL from the BRANCHSCORE_PEERS__* variables of a Deployment."""
+    (container,) = pod_spec(deployment)["containers"]
+    return {
+        name.removeprefix("BRANCHSCORE_PEERS__").lower(): env["value"]
+        for name, env in env_map(container).items()
+        if name.startswith("BRANCHSCORE_PEERS__") and "__" not in name.removeprefix("BRANCHSCORE_PEERS__")
+    }
+
+
+def test_kustomize_services_mirror_the_chart(kustomized):
+    """Port, command, database, peers and Service of every service as the chart's defaults
+    describe it. The gateway may list fewer peers than the chart (it is still being built);
+    every other service calls exactly its chart peers that are deployed here."""
     _, objects = kustomized
-    deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in by_kind(objects, "Deployment") if render.is_branchscore_workload(d)}
+    chart = render.chart_defaults()["services"]
+    deployments = kustomize_services(objects)
+    assert {"gateway", "clients"} <= set(deployments)
+    services = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}
+    for component, deployment in deployments.items():
+        assert component in SERVICES, f"unknown service {component}"
+        port = chart[component]["port"]
+        (container,) = pod_spec(deployment)["containers"]
+        env = env_map(container)
+        section = component.upper()
+        assert container["name"] == component and container["args"] == ["serve", component]
+        assert container["ports"][0] == {"name": "grpc", "containerPort": port, "protocol": "TCP"}, component
+        assert env[f"BRANCHSCORE_{section}__SERVER__LISTEN"]["value"] == f"0.0.0.0:{port}"
+        drain = int(env[f"BRANCHSCORE_{section}__SERVER__SHUTDOWN_DRAIN_DELAY_MS"]["value"])
+        assert pod_spec(deployment)["terminationGracePeriodSeconds"] * 1000 > drain + 10_000, component
+        has_db = chart[component]["database"]["enabled"]
+        assert (f"BRANCHSCORE_{section}__DATABASE__URL" in env) == has_db, component
+        if has_db:
+            ref = env[f"BRANCHSCORE_{section}__DATABASE__URL"]["valueFrom"]["secretKeyRef"]
+            assert ref["key"] == f"{component}-database-url"
+            # The migration Job migrates; a pod migrating on start would race it.
+            assert env[f"BRANCHSCORE_{section}__DATABASE__MIGRATE_ON_START"]["value"] == "false"
+        if component == "feedback":
+            ref = env["BRANCHSCORE_FEEDBACK__LINKS__SECRET"]["valueFrom"]["secretKeyRef"]
+            assert ref["key"] == "feedback-link-secret"
+        peers = peer_env(deployment)
+        wanted = {p for p in chart[component]["peers"] if p in deployments and p != component}
+        if component == "gateway":
+            assert set(peers) <= set(chart[component]["peers"]), f"gateway peers {sorted(peers)}"
+        else:
+            assert set(peers) == wanted, f"{component}: peers {sorted(peers)} != {sorted(wanted)}"
+        for peer, url in peers.items():
+            assert url == f"http://branchscore-{peer}:{chart[peer]['port']}", f"{component} -> {url}"
+        svc = services[f"branchscore-{component}"]
+        assert selector_matches({"matchLabels": svc["spec"]["selector"]}, pod_labels(deployment))
+        matched = [c for c, d in deployments.items() if selector_matches({"matchLabels": svc["spec"]["selector"]}, pod_labels(d))]
+        assert matched == [component]
+        grpc = next(p for p in svc["spec"]["ports"] if p["name"] == "grpc")
+        assert grpc["port"] == port and grpc["targetPort"] == "grpc" and grpc["appProtocol"] == "kubernetes.io/h2c"
+
+
+def test_kustomize_network_policies_admit_the_gateway_and_the_callers(kustomized):
+    """One policy per service. The gateway takes gRPC from anyone; every other service
+    exactly from the gateway and the services whose BRANCHSCORE_PEERS__* name it, never
+    from an open rule. Metrics from the namespaces only."""
+    _, objects = kustomized
+    deployments = kustomize_services(objects)
     policies = by_kind(objects, "NetworkPolicy")
     assert len(policies) == len(deployments)
+    covered = []
     for policy in policies:
         selected = [c for c, d in deployments.items() if selector_matches(policy["spec"]["podSelector"], pod_labels(d))]
-        assert len(selected) == 1
-        if selected[0] != "gateway":
-            for rule in policy["spec"]["ingress"]:
-                assert rule.get("from")
-                for peer in rule["from"]:
-                    if "podSelector" in peer:
-                        assert selector_matches(peer["podSelector"], pod_labels(deployments["gateway"]))
+        assert len(selected) == 1, f"{render.describe(policy)} selects {selected}"
+        component = selected[0]
+        covered.append(component)
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        rules = policy["spec"].get("ingress") or []
+        for rule in rules:
+            assert rule.get("ports"), f"{component}: an ingress rule without ports opens every port"
+        grpc_rules = [r for r in rules if any(p["port"] == "grpc" for p in r["ports"])]
+        metrics_rules = [r for r in rules if any(p["port"] == "metrics" for p in r["ports"])]
+        assert len(metrics_rules) == 1 and metrics_rules[0]["from"] == [{"namespaceSelector": {}}], component
+        if component == "gateway":
+            assert len(grpc_rules) == 1 and not grpc_rules[0].get("from"), "the gateway is reachable from outside"
+            continue
+        expected = sorted({"gateway"} | {c for c, d in deployments.items() if component in peer_env(d)})
+        callers = set()
+        for rule in grpc_rules:
+            assert rule.get("from"), f"{component}: an ingress rule without 'from' admits everyone"
+            for peer in rule["from"]:
+                assert set(peer) == {"podSelector"}, f"{component}: only pods of this namespace may call it, got {peer}"
+                hits = {c for c, d in deployments.items() if selector_matches(peer["podSelector"], pod_labels(d))}
+                assert hits, f"{component}: a caller selector matches no service"
+                callers |= hits
+        assert sorted(callers) == expected, f"{component}: callers {sorted(callers)} != {expected}"
+    assert sorted(covered) == sorted(deployments)
+
+
+def test_kustomize_every_service_has_a_pdb(kustomized):
+    _, objects = kustomized
+    deployments = kustomize_services(objects)
+    covered = []
+    for pdb in by_kind(objects, "PodDisruptionBudget"):
+        hits = [c for c, d in deployments.items() if selector_matches(pdb["spec"]["selector"], pod_labels(d))]
+        assert len(hits) == 1, f"{render.describe(pdb)} selects {hits}"
+        assert pdb["spec"].get("maxUnavailable") == 1 and "minAvailable" not in pdb["spec"]
+        covered.extend(hits)
+    assert sorted(covered) == sorted(deployments)
+
+
+def test_kustomize_migration_job_migrates_every_database(kustomized):
+    """`branchscore migrate` with every service that has a database, in the chart's order,
+    from the same Secret keys the services read."""
+    _, objects = kustomized
+    deployments = kustomize_services(objects)
+    (job,) = by_kind(objects, "Job")
+    (container,) = pod_spec(job)["containers"]
+    with_db = [s for s in SERVICES if s in deployments and f"BRANCHSCORE_{s.upper()}__DATABASE__URL" in env_names(pod_spec(deployments[s])["containers"][0])]
+    assert container["args"] == ["migrate", *with_db]
+    env = env_map(container)
+    for svc in with_db:
+        ref = env[f"BRANCHSCORE_{svc.upper()}__DATABASE__URL"]["valueFrom"]["secretKeyRef"]
+        service_ref = env_map(pod_spec(deployments[svc])["containers"][0])[f"BRANCHSCORE_{svc.upper()}__DATABASE__URL"]["valueFrom"]["secretKeyRef"]
+        assert ref == service_ref, svc
+    assert pod_spec(job)["restartPolicy"] == "Never"
+
+
+def test_kustomize_dev_secrets_are_long_enough():
+    """The binary refuses an HS256 secret or a survey-link key shorter than 32 bytes."""
+    import base64
+
+    objects = render.kustomize("overlays/dev")
+    (secret,) = [s for s in by_kind(objects, "Secret") if s["metadata"]["name"].startswith("branchscore-secrets")]
+    data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+    for key in ("jwt-hs256-secret", "feedback-link-secret"):
+        assert len(data[key]) >= 32, f"{key} is shorter than 32 bytes"
 
 
 def test_kustomize_secret_and_config_references_resolve(kustomized):
