@@ -14,12 +14,13 @@ pub enum ServiceName {
     Pipeline,
     Feedback,
     Kpi,
+    Gateway,
 }
 
 impl ServiceName {
     /// In start order: a service starts after the peers it calls.
-    pub const ALL: [ServiceName; 4] =
-        [ServiceName::Clients, ServiceName::Pipeline, ServiceName::Feedback, ServiceName::Kpi];
+    pub const ALL: [ServiceName; 5] =
+        [ServiceName::Clients, ServiceName::Pipeline, ServiceName::Feedback, ServiceName::Kpi, ServiceName::Gateway];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -27,6 +28,7 @@ impl ServiceName {
             ServiceName::Pipeline => "pipeline",
             ServiceName::Feedback => "feedback",
             ServiceName::Kpi => "kpi",
+            ServiceName::Gateway => "gateway",
         }
     }
 
@@ -41,6 +43,7 @@ impl ServiceName {
             ServiceName::Pipeline => &config.pipeline.database,
             ServiceName::Feedback => &config.feedback.database,
             ServiceName::Kpi => &config.kpi.database,
+            ServiceName::Gateway => &config.gateway.database,
         }
     }
 
@@ -50,6 +53,7 @@ impl ServiceName {
             ServiceName::Pipeline => &branchscore_pipeline::MIGRATOR,
             ServiceName::Feedback => &branchscore_feedback::MIGRATOR,
             ServiceName::Kpi => &branchscore_kpi::MIGRATOR,
+            ServiceName::Gateway => &branchscore_gateway::MIGRATOR,
         }
     }
 
@@ -65,6 +69,7 @@ impl ServiceName {
             ServiceName::Pipeline => branchscore_pipeline::run(&config.pipeline, &platform, shutdown).await,
             ServiceName::Feedback => branchscore_feedback::run(&config.feedback, &platform, shutdown).await,
             ServiceName::Kpi => branchscore_kpi::run(&config.kpi, &platform, shutdown).await,
+            ServiceName::Gateway => branchscore_gateway::run(&config.gateway, &platform, shutdown).await,
         }
     }
 }

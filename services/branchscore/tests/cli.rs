@@ -63,7 +63,7 @@ fn token_mints_what_the_services_accept_and_refuses_what_they_would_not() {
 #[test]
 fn migrate_then_serve_then_demo_then_drain_on_sigterm() {
     let world = World::new();
-    let grpc = world.clients.1;
+    let grpc = world.gateway.1;
     let metrics = world.metrics;
 
     let mut serving = world.serve();

@@ -1,11 +1,13 @@
 //! The example ERP integration (`examples/erp-python/erp.py`, grpcio with
-//! stubs generated from `proto/`) against `branchscore serve`: it loads master
-//! data and sales, re-sends a batch, and after head office approves a
-//! quarter pulls the bonuses for payroll.
+//! stubs generated from `proto/`) against `branchscore serve`, through the
+//! gateway with an API key: it loads master data and sales, re-sends a batch,
+//! and after head office approves a quarter pulls the bonuses for payroll.
 mod common;
 
 use branchscore_platform::Role;
 use branchscore_proto::common::v1::{Date, EmployeeRole, Money};
+use branchscore_proto::gateway::v1 as gateway;
+use branchscore_proto::gateway::v1::gateway_service_client::GatewayServiceClient;
 use branchscore_proto::kpi::v1::kpi_service_client::KpiServiceClient;
 use branchscore_proto::kpi::v1::*;
 use branchscore_testkit::authorized;
@@ -47,10 +49,23 @@ fn the_example_erp_loads_sales_idempotently_and_pulls_approved_bonuses() {
     let world = World::new();
     let _serving = world.serve();
     let python = erp_python();
-    let erp_token = world.clients.0.token(Role::ErpIntegration, &["*"]);
-    let clients = world.clients.1.to_string();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // An administrator issues the ERP its key; the secret is shown once.
+    let admin = world.gateway.0.token(Role::Admin, &[]);
+    let api_key = runtime.block_on(async {
+        let mut keys = GatewayServiceClient::new(branchscore_testkit::channel(world.gateway.1).await);
+        let asked = gateway::CreateApiKeyRequest {
+            request_id: "erp-production".into(),
+            display_name: "ERP production".into(),
+            subject: "erp-main".into(),
+            role: gateway::Role::ErpIntegration as i32,
+            branch_ids: vec!["*".into()],
+        };
+        keys.create_api_key(authorized(&admin, asked)).await.expect("api key").into_inner().secret
+    });
+    let gateway = world.gateway.1.to_string();
 
-    let loaded = erp(&python, &["--target", &clients, "--token", &erp_token, "load", "--until", "2026-09-30"]);
+    let loaded = erp(&python, &["--target", &gateway, "--api-key", &api_key, "load", "--until", "2026-09-30"]);
     let lines = loaded["lines"].as_i64().expect("lines");
     assert!(lines > 100, "{loaded}");
     assert_eq!((loaded["accepted"].as_i64(), loaded["rejected"].as_i64()), (Some(lines), Some(0)), "{loaded}");
@@ -61,7 +76,6 @@ fn the_example_erp_loads_sales_idempotently_and_pulls_approved_bonuses() {
     // Head office sets a scorecard and approves the third quarter.
     let (from, to) = (Some(Date { year: 2026, month: 7, day: 1 }), Some(Date { year: 2026, month: 9, day: 30 }));
     let hq = world.kpi.0.token(Role::HqAnalyst, &[]);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let approved = runtime.block_on(async {
         let mut kpi = KpiServiceClient::new(branchscore_testkit::channel(world.kpi.1).await);
         let scorecard = Scorecard {
@@ -81,14 +95,13 @@ fn the_example_erp_loads_sales_idempotently_and_pulls_approved_bonuses() {
     assert_eq!(approved.lines.len(), 4, "the example's four sellers");
 
     let csv = std::env::temp_dir().join(format!("bs-erp-payroll-{}.csv", std::process::id()));
-    let kpi = world.kpi.1.to_string();
     let pulled = erp(
         &python,
         &[
             "--target",
-            &kpi,
-            "--token",
-            &erp_token,
+            &gateway,
+            "--api-key",
+            &api_key,
             "bonuses",
             "--from",
             "2026-07-01",

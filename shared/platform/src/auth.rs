@@ -223,9 +223,14 @@ impl Authenticator {
 
     /// Verifies the `authorization: Bearer ...` metadata of a request.
     pub fn authenticate<T>(&self, request: &Request<T>) -> AppResult<Principal> {
-        let header = request
-            .metadata()
-            .get("authorization")
+        self.authenticate_headers(request.metadata().as_ref())
+    }
+
+    /// Verifies the `authorization: Bearer ...` header of an HTTP request
+    /// (for layers that see calls before they are routed, like the gateway's).
+    pub fn authenticate_headers(&self, headers: &http::HeaderMap) -> AppResult<Principal> {
+        let header = headers
+            .get(http::header::AUTHORIZATION)
             .ok_or_else(|| AppError::unauthenticated("missing authorization metadata (Bearer token)"))?;
         let value = header.to_str().map_err(|_| AppError::unauthenticated("authorization is not ASCII"))?;
         let token = value

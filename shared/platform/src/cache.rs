@@ -56,6 +56,16 @@ impl Cache {
         }
     }
 
+    /// Runs a Lua script atomically in Redis on `keys` (prefixed) with `args`.
+    /// `None` without Redis and on any failure: the caller falls back to
+    /// state of its own (e.g. a rate limit counted in-process).
+    pub async fn eval<T: redis::FromRedisValue>(&self, script: &str, keys: &[String], args: &[String]) -> Option<T> {
+        match self {
+            Cache::Redis(redis) => redis.eval(script, keys, args).await,
+            Cache::InProcess(_) => None,
+        }
+    }
+
     /// Appends entries (field/value pairs) to a Redis Stream, for consumers
     /// outside this process. `false` when they were not all appended (Redis
     /// down, or no Redis configured): the caller keeps them and tries again.
@@ -191,6 +201,20 @@ impl RedisCache {
         self.run::<()>("SET", pipeline).await;
     }
 
+    /// EVAL rather than EVALSHA: Redis caches the compiled script either way,
+    /// and EVAL needs no reload after a Redis restart.
+    async fn eval<T: redis::FromRedisValue>(&self, script: &str, keys: &[String], args: &[String]) -> Option<T> {
+        let mut pipeline = redis::pipe();
+        let command = pipeline.cmd("EVAL").arg(script).arg(keys.len());
+        for key in keys {
+            command.arg(self.key(key));
+        }
+        for arg in args {
+            command.arg(arg);
+        }
+        self.run::<(T,)>("EVAL", pipeline).await.map(|(value,)| value)
+    }
+
     async fn append_to_stream(&self, stream: &str, entries: &[Vec<(&str, String)>]) -> bool {
         if entries.is_empty() {
             return true;
@@ -284,6 +308,19 @@ mod tests {
         assert_eq!(values, vec![Some(b"1".to_vec()), None, None]);
         cache.delete(&["a".into()]).await;
         assert_eq!(cache.get_many(&["a".into()]).await, vec![None]);
+    }
+
+    #[tokio::test]
+    async fn scripts_run_only_in_redis() {
+        let local = Cache::InProcess(InProcessCache::new("t:"));
+        assert_eq!(local.eval::<i64>("return 1", &[], &[]).await, None);
+        let config = RedisConfig {
+            url: "redis://127.0.0.1:1".into(),
+            command_timeout_ms: Duration::from_millis(50),
+            ..RedisConfig::default()
+        };
+        let unreachable = Cache::from_config(&config).expect("valid url");
+        assert_eq!(unreachable.eval::<i64>("return 1", &["k".into()], &[]).await, None);
     }
 
     #[tokio::test]

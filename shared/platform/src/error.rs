@@ -1,6 +1,7 @@
 //! One small set of error codes for every service, mapped to gRPC status.
 //! Field problems travel as `google.rpc.BadRequest` details; internal detail
 //! is logged with a reference id and never returned to the caller.
+use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -25,6 +26,8 @@ pub enum ErrorCode {
     Aborted,
     /// A dependency is down; retry later.
     Unavailable,
+    /// The caller sent too much too fast; retry after the hinted delay.
+    ResourceExhausted,
     /// The deadline passed before the work finished.
     DeadlineExceeded,
     /// A bug or an unexpected failure; details are in the logs.
@@ -42,6 +45,7 @@ impl ErrorCode {
             ErrorCode::FailedPrecondition => Code::FailedPrecondition,
             ErrorCode::Aborted => Code::Aborted,
             ErrorCode::Unavailable => Code::Unavailable,
+            ErrorCode::ResourceExhausted => Code::ResourceExhausted,
             ErrorCode::DeadlineExceeded => Code::DeadlineExceeded,
             ErrorCode::Internal => Code::Internal,
         }
@@ -63,13 +67,15 @@ pub struct AppError {
     pub code: ErrorCode,
     pub message: String,
     pub violations: Vec<FieldViolation>,
+    /// When a retry may succeed; sent as `google.rpc.RetryInfo`.
+    pub retry_after: Option<Duration>,
     #[source]
     pub source: Option<anyhow::Error>,
 }
 
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        AppError { code, message: message.into(), violations: Vec::new(), source: None }
+        AppError { code, message: message.into(), violations: Vec::new(), retry_after: None, source: None }
     }
 
     pub fn invalid(violations: Vec<FieldViolation>) -> Self {
@@ -102,6 +108,11 @@ impl AppError {
         AppError::new(ErrorCode::Unavailable, message)
     }
 
+    /// A limit was reached; the caller may retry after `retry_after`.
+    pub fn resource_exhausted(message: impl Into<String>, retry_after: Duration) -> Self {
+        AppError { retry_after: Some(retry_after), ..AppError::new(ErrorCode::ResourceExhausted, message) }
+    }
+
     /// An unexpected failure: the cause is logged, the caller sees a reference.
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         AppError { source: Some(source.into()), ..AppError::new(ErrorCode::Internal, "internal error") }
@@ -118,12 +129,15 @@ impl From<AppError> for Status {
                 return Status::new(code, format!("internal error (reference {reference})"));
             }
         }
-        if err.violations.is_empty() {
+        if err.violations.is_empty() && err.retry_after.is_none() {
             return Status::new(code, err.message);
         }
         let mut details = ErrorDetails::new();
         for violation in &err.violations {
             details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
+        }
+        if let Some(delay) = err.retry_after {
+            details.set_retry_info(Some(delay));
         }
         Status::with_error_details(code, err.message, details)
     }
@@ -184,6 +198,14 @@ mod tests {
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("hunter2"));
         assert!(status.message().contains("reference"));
+    }
+
+    #[test]
+    fn exhausted_limits_carry_a_retry_hint() {
+        let status: Status = AppError::resource_exhausted("slow down", Duration::from_millis(250)).into();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        let retry = status.get_error_details().retry_info().cloned().expect("retry info");
+        assert_eq!(retry.retry_delay, Some(Duration::from_millis(250)));
     }
 
     #[test]

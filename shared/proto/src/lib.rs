@@ -31,6 +31,12 @@ pub mod kpi {
     }
 }
 
+pub mod gateway {
+    pub mod v1 {
+        tonic::include_proto!("branchscore.gateway.v1");
+    }
+}
+
 pub mod convert;
 
 /// Descriptor set of every branchscore package, for gRPC reflection.

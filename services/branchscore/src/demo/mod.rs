@@ -37,9 +37,9 @@ pub struct DemoOptions {
     /// Last business date of the history (default: today in the company's zone).
     #[arg(long)]
     pub as_of: Option<NaiveDate>,
-    /// A running clients service (e.g. `http://127.0.0.1:50051`; the other
-    /// services are found through the `peers` configuration). Without it the
-    /// demo starts the services in this process on fresh `branchscore_demo_*`
+    /// The gateway of a running deployment (e.g. `http://127.0.0.1:50050`):
+    /// every call goes through it. Without it the demo starts the services
+    /// and the gateway in this process on fresh `branchscore_demo_*`
     /// databases (dropped and recreated on every run).
     #[arg(long)]
     pub target: Option<String>,
@@ -70,7 +70,7 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
                 let running = service.start(&config, shutdown.clone()).await?;
                 eprintln!("started the {} service on {}", running.name, running.addr);
             }
-            (config.peers.clients.clone(), config)
+            (format!("http://{}", config.gateway.server.listen), config)
         }
     };
     println!(
@@ -94,20 +94,16 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
     let analyst =
         CallCredentials::bearer(&issuer.mint("demo-analyst", Role::HqAnalyst, &[], Duration::from_secs(3600))?)?;
     let scoring = ScoringServiceClient::with_interceptor(channel.clone(), analyst.clone());
-    let reader = ClientsServiceClient::with_interceptor(channel, analyst)
+    let reader = ClientsServiceClient::with_interceptor(channel.clone(), analyst)
         .max_decoding_message_size(config.clients.server.max_message_bytes);
     let scored = scores::score_network(&scoring, &reader, as_of, &network).await?;
     print!("{}", report::scoring(&scored, &network, &spec.currency));
 
-    let feedback_channel = client::channel(&config.peers.feedback, &client_config)?;
-    client::wait_serving(feedback_channel.clone(), Duration::from_secs(60)).await?;
     let tokens = branchscore_feedback::demo::DemoTokens {
         head_office: issuer.mint("demo-analyst", Role::HqAnalyst, &[], Duration::from_secs(3600))?,
         erp: erp_token.clone(),
     };
-    let clients_channel = client::channel(&config.peers.clients, &client_config)?;
-    let feedback =
-        branchscore_feedback::demo::run(feedback_channel, clients_channel, &tokens, as_of, spec.seed).await?;
+    let feedback = branchscore_feedback::demo::run(channel.clone(), channel.clone(), &tokens, as_of, spec.seed).await?;
     print!("{feedback}");
     // With survey answers in, the scores take each client's satisfaction into account.
     let rescored = scores::recompute(&scoring, as_of).await?;
@@ -118,17 +114,13 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
     );
 
     let sales = CallCredentials::bearer(&issuer.mint("demo-sales", Role::Admin, &[], Duration::from_secs(3600))?)?;
-    let pipeline_channel = client::channel(&config.peers.pipeline, &client_config)?;
-    client::wait_serving(pipeline_channel.clone(), Duration::from_secs(60)).await?;
-    let pipeline = PipelineServiceClient::with_interceptor(pipeline_channel, sales);
+    let pipeline = PipelineServiceClient::with_interceptor(channel.clone(), sales);
     let story = pipeline::run(&pipeline, &network, spec.seed, as_of).await?;
     print!("{}", report::pipeline(&story, &spec.currency));
 
     let head_office =
         CallCredentials::bearer(&issuer.mint("demo-analyst", Role::HqAnalyst, &[], Duration::from_secs(3600))?)?;
-    let kpi_channel = client::channel(&config.peers.kpi, &client_config)?;
-    client::wait_serving(kpi_channel.clone(), Duration::from_secs(60)).await?;
-    let kpi = KpiServiceClient::with_interceptor(kpi_channel, head_office);
+    let kpi = KpiServiceClient::with_interceptor(channel, head_office);
     let bonuses = kpi::run(&kpi, &network, as_of, &spec.currency).await?;
     print!("{}", report::kpi(&bonuses, &spec.currency));
     Ok(())
@@ -159,12 +151,17 @@ fn in_process_config(config: &BranchscoreConfig) -> anyhow::Result<BranchscoreCo
                 demo.peers.kpi = url;
                 (&mut demo.kpi.server, &mut demo.kpi.database)
             }
+            ServiceName::Gateway => (&mut demo.gateway.server, &mut demo.gateway.database),
         };
         server.listen = port;
         database.url = renamed_database(&database.url, &format!("branchscore_demo_{}", service.as_str()));
         database.migrate_on_start = true;
     }
     demo.redis.key_prefix = "bs-demo:".into();
+    // One head-office token answers a thousand surveys and opens hundreds of
+    // deals within seconds: far above a person's rate.
+    demo.gateway.rate_limit.calls_per_second = 100_000.0;
+    demo.gateway.rate_limit.burst = 100_000;
     Ok(demo)
 }
 
