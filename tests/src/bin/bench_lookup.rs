@@ -12,6 +12,9 @@
 //! - cache misses: deletes the benchmark's keys from Redis before each level
 //!   and asks for every client at most once in it (Redis miss, Postgres,
 //!   Redis fill);
+//! - through the gateway: the same cache hits sent to the gateway in front of
+//!   the service (request id, token check, a Redis rate-limit bucket, deadline
+//!   cap, forwarding), to show what the public entry adds;
 //! - the reference: `grpc.health.v1.Health/Check` on a bare tonic server in
 //!   the same process (no auth, no middleware), at the same rates;
 //! - `redis-benchmark` GET of one key holding a value the size of a score.
@@ -105,6 +108,9 @@ const HIT_P99_GOAL_MS: f64 = 2.0;
 const MISS_P99_GOAL_MS: f64 = 10.0;
 /// Goal: GetClientScore's maximum rate against the trivial service's.
 const MAX_RATE_GOAL: f64 = 0.25;
+/// Goals: what the gateway adds to a cache hit's p50 and p99 at the fixed rate.
+const GATEWAY_P50_GOAL_MS: f64 = 0.3;
+const GATEWAY_P99_GOAL_MS: f64 = 1.0;
 /// A call still unanswered after this counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const REDIS_BENCHMARK_KEY: &str = "key:__rand_int__";
@@ -235,11 +241,12 @@ fn describe(label: &str, level: &Level, max_p99_ms: f64) {
     );
 }
 
-/// The three paths under load.
+/// The paths under load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Path {
     Hit,
     Miss,
+    Gateway,
     Echo,
 }
 
@@ -248,6 +255,7 @@ impl Path {
         match self {
             Path::Hit => "hit",
             Path::Miss => "miss",
+            Path::Gateway => "gateway",
             Path::Echo => "echo",
         }
     }
@@ -256,6 +264,7 @@ impl Path {
         match self {
             Path::Hit => "GetClientScore, cache hit (Redis)",
             Path::Miss => "GetClientScore, cache miss (Redis empty: Postgres, then Redis fill)",
+            Path::Gateway => "GetClientScore, cache hit, through the gateway",
             Path::Echo => "trivial tonic service: grpc.health.v1 Check",
         }
     }
@@ -266,6 +275,7 @@ struct Bench {
     options: Options,
     load: Runtime,
     scores: Vec<ClientsServiceClient<Channel>>,
+    via_gateway: Vec<ClientsServiceClient<Channel>>,
     echo: Vec<HealthClient<Channel>>,
     ids: Arc<Vec<String>>,
     /// The branch-staff authorization header of each client's branch.
@@ -282,7 +292,9 @@ impl Bench {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let requests = ((rate * seconds).round() as usize).max(1);
         let plan: Vec<u32> = match path {
-            Path::Hit | Path::Echo => (0..requests).map(|_| rng.random_range(0..self.ids.len() as u32)).collect(),
+            Path::Hit | Path::Gateway | Path::Echo => {
+                (0..requests).map(|_| rng.random_range(0..self.ids.len() as u32)).collect()
+            }
             Path::Miss => {
                 anyhow::ensure!(requests <= self.ids.len(), "{requests} misses need as many clients (--clients)");
                 self.clear_cache()?;
@@ -306,8 +318,9 @@ impl Bench {
     fn call(&self, path: Path, plan: Vec<u32>) -> Call {
         let connections = self.options.connections;
         match path {
-            Path::Hit | Path::Miss => {
-                let (clients, ids, auth) = (self.scores.clone(), self.ids.clone(), self.auth.clone());
+            Path::Hit | Path::Miss | Path::Gateway => {
+                let clients = if path == Path::Gateway { self.via_gateway.clone() } else { self.scores.clone() };
+                let (ids, auth) = (self.ids.clone(), self.auth.clone());
                 Box::new(move |n| {
                     let index = plan[n] as usize;
                     let id = ids[index].clone();
@@ -389,7 +402,7 @@ impl Bench {
         let seconds = self.options.step_seconds;
         let cap = match path {
             Path::Miss => self.ids.len() as f64 / seconds,
-            Path::Hit | Path::Echo => f64::INFINITY,
+            Path::Hit | Path::Gateway | Path::Echo => f64::INFINITY,
         };
         eprintln!("{}: maximum sustainable rate ({seconds} s per level)", path.name());
         let mut best: Option<Level> = None;
@@ -587,6 +600,25 @@ async fn seed(env: &TestEnv, addr: SocketAddr, count: usize) -> anyhow::Result<(
     Ok((network.clients, mean))
 }
 
+/// The gateway in front of the clients service at `clients`, sharing its
+/// Redis (rate-limit buckets) with a limit no benchmark level reaches: the
+/// figures are the cost of the checks and the forwarding, not of refusals.
+async fn start_gateway(env: &TestEnv, clients_env: &TestEnv, clients: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let mut platform = env.platform.clone();
+    platform.redis = clients_env.platform.redis.clone();
+    platform.peers.clients = format!("http://{clients}");
+    let mut config = branchscore_gateway::Config {
+        server: env.server(),
+        database: env.database.clone(),
+        ..branchscore_gateway::Config::default()
+    };
+    config.rate_limit.calls_per_second = 1e9;
+    config.rate_limit.burst = u32::MAX;
+    let running = branchscore_gateway::run(&config, &platform, env.shutdown.clone()).await?;
+    branchscore_testkit::wait_serving(running.addr).await;
+    Ok(running.addr)
+}
+
 /// A bare tonic server with only the standard health service: no auth, no
 /// middleware. Returns its address.
 async fn start_echo() -> anyhow::Result<SocketAddr> {
@@ -676,10 +708,12 @@ fn main() -> anyhow::Result<()> {
         },
         ..branchscore_clients::Config::default()
     };
-    let (running, echo_addr) = service.block_on(async {
+    let gateway_env = TestEnv::new();
+    let (running, gateway_addr, echo_addr) = service.block_on(async {
         let running = branchscore_clients::run(&config, &env.platform, env.shutdown.clone()).await?;
         branchscore_testkit::wait_serving(running.addr).await;
-        anyhow::Ok((running, start_echo().await?))
+        let gateway = start_gateway(&gateway_env, &env, running.addr).await?;
+        anyhow::Ok((running, gateway, start_echo().await?))
     })?;
 
     eprintln!("loading {} clients and their scores ...", options.clients);
@@ -698,15 +732,17 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let auth: Vec<AsciiMetadataValue> = clients.iter().map(|c| tokens[&c.branch_id].clone()).collect();
-    let (scores, echo, redis) = load.block_on(async {
+    let (scores, via_gateway, echo, redis) = load.block_on(async {
         let mut scores = Vec::new();
+        let mut via_gateway = Vec::new();
         let mut echo = Vec::new();
         for _ in 0..options.connections {
             scores.push(ClientsServiceClient::new(branchscore_testkit::channel(running.addr).await));
+            via_gateway.push(ClientsServiceClient::new(branchscore_testkit::channel(gateway_addr).await));
             echo.push(HealthClient::new(branchscore_testkit::channel(echo_addr).await));
         }
         let redis = redis::Client::open(env.platform.redis.url.as_str())?.get_multiplexed_async_connection().await?;
-        anyhow::Ok((scores, echo, redis))
+        anyhow::Ok((scores, via_gateway, echo, redis))
     })?;
     let mut bench = Bench {
         key_prefix: env.platform.redis.key_prefix.clone(),
@@ -715,6 +751,7 @@ fn main() -> anyhow::Result<()> {
         options,
         load,
         scores,
+        via_gateway,
         echo,
         redis,
         seed: 0,
@@ -723,7 +760,7 @@ fn main() -> anyhow::Result<()> {
     let (rate, seconds) = (bench.options.rate, bench.options.seconds);
     let mut fixed = Vec::new();
     let mut searches = Vec::new();
-    for path in [Path::Hit, Path::Miss, Path::Echo] {
+    for path in [Path::Hit, Path::Miss, Path::Gateway, Path::Echo] {
         eprintln!("{}: warm-up, then {rate} rps for {seconds} s", path.name());
         bench.level(path, bench.options.start_rate, 1.0)?;
         fixed.push((path, bench.level(path, rate, seconds)?));
@@ -840,6 +877,18 @@ fn report(
         "| cache miss: p99 under {MISS_P99_GOAL_MS} ms at {} rps | {miss:.3} ms | {} |",
         options.rate,
         met(miss < MISS_P99_GOAL_MS)
+    );
+    let p50 = |wanted: Path| fixed.iter().find(|(path, _)| *path == wanted).map_or(f64::NAN, |(_, l)| l.ms(0.5));
+    let (added_p50, added_p99) = (p50(Path::Gateway) - p50(Path::Hit), p99(Path::Gateway) - hit);
+    println!(
+        "| gateway: adds at most {GATEWAY_P50_GOAL_MS} ms to a cache hit's p50 at {} rps | {added_p50:.3} ms | {} |",
+        options.rate,
+        met(added_p50 <= GATEWAY_P50_GOAL_MS)
+    );
+    println!(
+        "| gateway: adds at most {GATEWAY_P99_GOAL_MS} ms to a cache hit's p99 at {} rps | {added_p99:.3} ms | {} |",
+        options.rate,
+        met(added_p99 <= GATEWAY_P99_GOAL_MS)
     );
     if let (Some(lookup), Some(echo)) = (rate_of(Path::Hit), rate_of(Path::Echo)) {
         let ratio = lookup / echo.max(f64::EPSILON);
