@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "branchscore/pipeline/v1/pipeline.proto",
     "branchscore/feedback/v1/feedback.proto",
     "branchscore/kpi/v1/kpi.proto",
+    "branchscore/reporting/v1/reporting.proto",
     "branchscore/gateway/v1/gateway.proto",
 ];
 

@@ -20,6 +20,7 @@ pub struct BranchscoreConfig {
     pub pipeline: branchscore_pipeline::Config,
     pub feedback: branchscore_feedback::Config,
     pub kpi: branchscore_kpi::Config,
+    pub reporting: branchscore_reporting::Config,
     pub gateway: branchscore_gateway::Config,
 }
 

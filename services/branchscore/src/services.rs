@@ -14,13 +14,20 @@ pub enum ServiceName {
     Pipeline,
     Feedback,
     Kpi,
+    Reporting,
     Gateway,
 }
 
 impl ServiceName {
     /// In start order: a service starts after the peers it calls.
-    pub const ALL: [ServiceName; 5] =
-        [ServiceName::Clients, ServiceName::Pipeline, ServiceName::Feedback, ServiceName::Kpi, ServiceName::Gateway];
+    pub const ALL: [ServiceName; 6] = [
+        ServiceName::Clients,
+        ServiceName::Pipeline,
+        ServiceName::Feedback,
+        ServiceName::Kpi,
+        ServiceName::Reporting,
+        ServiceName::Gateway,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -28,6 +35,7 @@ impl ServiceName {
             ServiceName::Pipeline => "pipeline",
             ServiceName::Feedback => "feedback",
             ServiceName::Kpi => "kpi",
+            ServiceName::Reporting => "reporting",
             ServiceName::Gateway => "gateway",
         }
     }
@@ -43,6 +51,7 @@ impl ServiceName {
             ServiceName::Pipeline => &config.pipeline.database,
             ServiceName::Feedback => &config.feedback.database,
             ServiceName::Kpi => &config.kpi.database,
+            ServiceName::Reporting => &config.reporting.database,
             ServiceName::Gateway => &config.gateway.database,
         }
     }
@@ -53,6 +62,7 @@ impl ServiceName {
             ServiceName::Pipeline => &branchscore_pipeline::MIGRATOR,
             ServiceName::Feedback => &branchscore_feedback::MIGRATOR,
             ServiceName::Kpi => &branchscore_kpi::MIGRATOR,
+            ServiceName::Reporting => &branchscore_reporting::MIGRATOR,
             ServiceName::Gateway => &branchscore_gateway::MIGRATOR,
         }
     }
@@ -69,6 +79,7 @@ impl ServiceName {
             ServiceName::Pipeline => branchscore_pipeline::run(&config.pipeline, &platform, shutdown).await,
             ServiceName::Feedback => branchscore_feedback::run(&config.feedback, &platform, shutdown).await,
             ServiceName::Kpi => branchscore_kpi::run(&config.kpi, &platform, shutdown).await,
+            ServiceName::Reporting => branchscore_reporting::run(&config.reporting, &platform, shutdown).await,
             ServiceName::Gateway => branchscore_gateway::run(&config.gateway, &platform, shutdown).await,
         }
     }

@@ -82,6 +82,9 @@ fn migrate_then_serve_then_demo_then_drain_on_sigterm() {
     assert!(first.contains("Feedback:") && first.contains("NPS"), "{first}");
     assert!(first.contains("Bonuses 2026-07-01 to 2026-09-30 (version 1, approved"), "{first}");
     assert!(first.contains("payroll export:"), "{first}");
+    assert!(first.contains("Period report 2026-07-01 to 2026-09-30 by branch"), "{first}");
+    assert!(first.contains("Bonus forecast 2026-10-01 to 2026-12-31"), "{first}");
+    assert!(first.contains(".xlsx ("), "{first}");
     // The same network again: every line is a duplicate, nothing changes.
     let again = run(world.apply(branchscore().args(&demo_args)));
     assert!(again.status.success(), "demo again failed: {}", text(&again.stderr));

@@ -14,6 +14,8 @@ struct Tally {
     events: EventCounts,
     initial_stage: i64,
     potential: i64,
+    buying: i64,
+    repeat_buyers: i64,
     sales: [(i64, i64); 3],
     /// The records counted; `None` when sources are not asked for.
     sources: Option<Vec<FactSource>>,
@@ -88,6 +90,18 @@ pub fn assemble(
                 tally.potential += 1;
                 tally.source("potential_clients", "client", &client.id);
             }
+            let mut bought = client.purchase_days.iter().filter(|d| period.start <= **d && **d <= period.end);
+            if let Some(first_in_period) = bought.next() {
+                tally.buying += 1;
+                tally.source("buying_clients", "client", &client.id);
+                // Purchase days are sorted: the client came back when the
+                // period holds a day after its first-ever one.
+                let first_ever = client.purchase_days.first();
+                if Some(first_in_period) != first_ever || bought.next().is_some() {
+                    tally.repeat_buyers += 1;
+                    tally.source("repeat_buyers", "client", &client.id);
+                }
+            }
             before = after;
         }
     }
@@ -121,6 +135,8 @@ pub fn assemble(
             restored_clients: t.events.restored as i64,
             clients_at_initial_stage: t.initial_stage,
             potential_clients: t.potential,
+            buying_clients: t.buying,
+            repeat_buyers: t.repeat_buyers,
             primary_sales: fact(t.sales[0]),
             repeat_sales: fact(t.sales[1]),
             new_direction_sales: fact(t.sales[2]),
@@ -163,6 +179,8 @@ mod tests {
             client("C3", "E2", d(2025, 1, 1), &[d(2026, 2, 1), d(2026, 5, 15)]),
             // Never bought: potential all quarter.
             client("C4", "E2", d(2025, 6, 1), &[]),
+            // First purchase 2026-07-05 and back on 2026-07-20: a repeat buyer in its very first month.
+            client("C5", "E2", d(2025, 6, 1), &[d(2026, 7, 5), d(2026, 7, 20)]),
         ];
         let sales = [
             DailySales {
@@ -227,6 +245,11 @@ mod tests {
         let (jul2, aug2, sep2) = (row(7, "E2"), row(8, "E2"), row(9, "E2"));
         assert_eq!((jul2.lost_clients, aug2.lost_clients, sep2.lost_clients), (0, 1, 0));
         assert_eq!((jul2.potential_clients, sep2.potential_clients), (1, 1));
+        // Buyers: C1 in August (its first purchase: no repeat), C2 back in
+        // September (first bought in March), C5 twice in July.
+        let buyers = |row: &ClientFacts| (row.buying_clients, row.repeat_buyers);
+        assert_eq!((buyers(&jul1), buyers(&aug1), buyers(&sep1)), ((0, 0), (1, 0), (1, 1)));
+        assert_eq!((buyers(&jul2), buyers(&aug2), buyers(&sep2)), ((1, 1), (0, 0), (0, 0)));
         // The October sale lies outside the range.
         assert_eq!(rows.len(), 6);
     }

@@ -473,8 +473,12 @@ async fn client_facts_per_employee_and_period() {
     assert_eq!(amount(&waw.primary_sales), Some((1, 10_000)));
     assert_eq!(amount(&waw.repeat_sales), Some((1, 60_000)));
     assert_eq!(amount(&waw.new_direction_sales), Some((0, 0)));
+    // Buyers: C-WAW-1 came back (bought since 2025), C-WAW-2 made its first purchase.
+    assert_eq!((waw.buying_clients, waw.repeat_buyers), (2, 1));
     let krk = of("E-KRK");
     assert_eq!((krk.new_clients, krk.lost_clients, krk.restored_clients), (0, 0, 1));
+    // C-KRK-1 and C-KRK-2 both bought before October.
+    assert_eq!((krk.buying_clients, krk.repeat_buyers), (2, 2));
     assert_eq!(amount(&krk.repeat_sales), Some((2, 50_000)));
     assert_eq!(facts.len(), 2);
 
@@ -489,7 +493,7 @@ async fn client_facts_per_employee_and_period() {
 }
 
 /// Each counter of a facts row with the kind of record behind it.
-fn counters(row: &ClientFacts) -> [(&'static str, &'static str, i64); 8] {
+fn counters(row: &ClientFacts) -> [(&'static str, &'static str, i64); 10] {
     let documents = |fact: &Option<SalesFact>| fact.as_ref().map_or(0, |s| s.documents);
     [
         ("new_clients", "client", row.new_clients),
@@ -497,6 +501,8 @@ fn counters(row: &ClientFacts) -> [(&'static str, &'static str, i64); 8] {
         ("restored_clients", "client", row.restored_clients),
         ("clients_at_initial_stage", "client", row.clients_at_initial_stage),
         ("potential_clients", "client", row.potential_clients),
+        ("buying_clients", "client", row.buying_clients),
+        ("repeat_buyers", "client", row.repeat_buyers),
         ("primary_sales", "document", documents(&row.primary_sales)),
         ("repeat_sales", "document", documents(&row.repeat_sales)),
         ("new_direction_sales", "document", documents(&row.new_direction_sales)),

@@ -37,6 +37,12 @@ pub mod gateway {
     }
 }
 
+pub mod reporting {
+    pub mod v1 {
+        tonic::include_proto!("branchscore.reporting.v1");
+    }
+}
+
 pub mod convert;
 
 /// Descriptor set of every branchscore package, for gRPC reflection.

@@ -5,6 +5,7 @@ pub mod load;
 pub mod network;
 pub mod pipeline;
 pub mod report;
+pub mod reports;
 pub mod scores;
 
 use crate::config::BranchscoreConfig;
@@ -17,6 +18,7 @@ use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient
 use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
 use branchscore_proto::kpi::v1::kpi_service_client::KpiServiceClient;
 use branchscore_proto::pipeline::v1::pipeline_service_client::PipelineServiceClient;
+use branchscore_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use chrono::NaiveDate;
 use network::NetworkSpec;
 use std::time::{Duration, Instant};
@@ -120,9 +122,13 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
 
     let head_office =
         CallCredentials::bearer(&issuer.mint("demo-analyst", Role::HqAnalyst, &[], Duration::from_secs(3600))?)?;
-    let kpi = KpiServiceClient::with_interceptor(channel, head_office);
+    let kpi = KpiServiceClient::with_interceptor(channel.clone(), head_office.clone());
     let bonuses = kpi::run(&kpi, &network, as_of, &spec.currency).await?;
     print!("{}", report::kpi(&bonuses, &spec.currency));
+
+    let reporting = ReportingServiceClient::with_interceptor(channel, head_office);
+    let reports = reports::run(&reporting, &kpi, kpi::last_quarter(as_of), as_of).await?;
+    print!("{}", report::reports(&reports, &spec.currency));
     Ok(())
 }
 
@@ -150,6 +156,10 @@ fn in_process_config(config: &BranchscoreConfig) -> anyhow::Result<BranchscoreCo
             ServiceName::Kpi => {
                 demo.peers.kpi = url;
                 (&mut demo.kpi.server, &mut demo.kpi.database)
+            }
+            ServiceName::Reporting => {
+                demo.peers.reporting = url;
+                (&mut demo.reporting.server, &mut demo.reporting.database)
             }
             ServiceName::Gateway => (&mut demo.gateway.server, &mut demo.gateway.database),
         };

@@ -3,6 +3,7 @@ use super::kpi::KpiReport;
 use super::load::LoadReport;
 use super::network::{Behaviour, Network};
 use super::pipeline::PipelineReport;
+use super::reports::ReportsReport;
 use super::scores::ScoreReport;
 use branchscore_proto::clients::v1::ClientScore;
 use branchscore_proto::clients::v1::TransactionLine;
@@ -410,6 +411,97 @@ pub fn kpi(report: &KpiReport, currency: &str) -> String {
         "  payroll export: {} lines, or {} bytes of CSV for the ERP's HR module",
         report.payroll_lines, report.payroll_csv_bytes
     );
+    out
+}
+
+/// The period table, loyalty, the bonus forecast and the exports.
+pub fn reports(report: &ReportsReport, currency: &str) -> String {
+    use branchscore_proto::reporting::v1::PeriodReportRow;
+    let mut out = String::new();
+    let day = |d: &Option<branchscore_proto::common::v1::Date>| {
+        d.and_then(|d| d.to_naive()).map(|d| d.to_string()).unwrap_or_default()
+    };
+    let first = report.quarter.network_totals.first();
+    let _ = writeln!(
+        out,
+        "\nPeriod report {} to {} by branch ({currency}; clients owned, sales sold by the branch's staff)",
+        first.map(|r| day(&r.period_start)).unwrap_or_default(),
+        first.map(|r| day(&r.period_end)).unwrap_or_default()
+    );
+    let _ =
+        writeln!(out, "  branch   potential  primary sales            lost  restored    repeat sales  new directions");
+    let row = |out: &mut String, label: &str, r: &PeriodReportRow| {
+        let _ = writeln!(
+            out,
+            "  {label:<8} {:>9}  {:>5} / {:>14}  {:>5}  {:>8}  {:>14}  {:>14}",
+            r.potential_clients,
+            r.primary_sales_count,
+            money(units(&r.primary_sales_amount)),
+            r.lost_clients,
+            r.restored_clients,
+            money(units(&r.repeat_sales_amount)),
+            money(units(&r.new_direction_sales_amount)),
+        );
+    };
+    for branch in &report.quarter.branch_totals {
+        row(&mut out, &branch.branch_id, branch);
+    }
+    if let Some(network) = first {
+        row(&mut out, "network", network);
+    }
+    let month_sales = |r: &PeriodReportRow| {
+        units(&r.primary_sales_amount) + units(&r.repeat_sales_amount) + units(&r.new_direction_sales_amount)
+    };
+    let max = report.months.network_totals.iter().map(month_sales).max().unwrap_or(0);
+    for month in &report.months.network_totals {
+        let sold = month_sales(month);
+        let _ = writeln!(out, "  {} {:>16}  {}", day(&month.period_start), money(sold), bar(sold, max, 40));
+    }
+    if let Some(total) = &report.loyalty.total {
+        let share = |value: Option<f64>| value.map_or("-".to_owned(), |v| format!("{:.0}%", v * 100.0));
+        let _ = writeln!(
+            out,
+            "\nLoyalty over the last 12 months: {} of {} buying clients came back ({}); {} of revenue came from existing clients",
+            total.repeat_buyers,
+            total.buying_clients,
+            share(total.repeat_buyer_share),
+            share(total.existing_client_revenue_share)
+        );
+    }
+    let forecast = &report.forecast;
+    let _ = writeln!(
+        out,
+        "\nBonus forecast {} to {} (draft from the facts through {}, {:.0}% of the quarter): {} so far, {} projected",
+        day(&forecast.from),
+        day(&forecast.to),
+        day(&forecast.facts_through),
+        forecast.elapsed_share * 100.0,
+        money(units(&forecast.total_bonus)),
+        money(units(&forecast.total_forecast_bonus))
+    );
+    let _ = writeln!(out, "  rank  employee    W now  W projected        bonus     projected");
+    for line in forecast.lines.iter().take(5) {
+        let _ = writeln!(
+            out,
+            "  {:>4}  {:<9}  {:>6.2}  {:>11.2}  {:>11}  {:>12}",
+            line.rank,
+            line.employee_id,
+            line.weighted_attainment,
+            line.forecast_weighted_attainment,
+            money(units(&line.bonus)),
+            money(units(&line.forecast_bonus))
+        );
+    }
+    for saved in &report.exports {
+        let _ = writeln!(
+            out,
+            "  exported {} ({} rows, {} bytes, sha256 {}...)",
+            saved.path.display(),
+            saved.file.rows,
+            saved.file.bytes,
+            saved.file.sha256.get(..12).unwrap_or_default()
+        );
+    }
     out
 }
 

@@ -32,6 +32,7 @@ pub struct World {
     pub pipeline: (TestEnv, SocketAddr),
     pub feedback: (TestEnv, SocketAddr),
     pub kpi: (TestEnv, SocketAddr),
+    pub reporting: (TestEnv, SocketAddr),
     pub gateway: (TestEnv, SocketAddr),
     pub metrics: SocketAddr,
 }
@@ -43,6 +44,7 @@ impl World {
             pipeline: (TestEnv::new(), free_addr()),
             feedback: (TestEnv::new(), free_addr()),
             kpi: (TestEnv::new(), free_addr()),
+            reporting: (TestEnv::new(), free_addr()),
             gateway: (TestEnv::new(), free_addr()),
             metrics: free_addr(),
         }
@@ -66,6 +68,10 @@ impl World {
             .env("BRANCHSCORE_KPI__DATABASE__MIGRATE_ON_START", "false")
             .env("BRANCHSCORE_PEERS__FEEDBACK", format!("http://{}", feedback.1))
             .env("BRANCHSCORE_PEERS__KPI", format!("http://{}", kpi.1))
+            .env("BRANCHSCORE_REPORTING__SERVER__LISTEN", self.reporting.1.to_string())
+            .env("BRANCHSCORE_REPORTING__DATABASE__URL", &self.reporting.0.database.url)
+            .env("BRANCHSCORE_REPORTING__DATABASE__MIGRATE_ON_START", "false")
+            .env("BRANCHSCORE_PEERS__REPORTING", format!("http://{}", self.reporting.1))
             .env("BRANCHSCORE_GATEWAY__SERVER__LISTEN", self.gateway.1.to_string())
             .env("BRANCHSCORE_GATEWAY__DATABASE__URL", &self.gateway.0.database.url)
             .env("BRANCHSCORE_GATEWAY__DATABASE__MIGRATE_ON_START", "false")
@@ -113,7 +119,8 @@ impl World {
         let serving = Serving(serve.spawn().expect("spawn serve"));
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         runtime.block_on(async {
-            for addr in [self.clients.1, self.pipeline.1, self.feedback.1, self.kpi.1, self.gateway.1] {
+            for addr in [self.clients.1, self.pipeline.1, self.feedback.1, self.kpi.1, self.reporting.1, self.gateway.1]
+            {
                 let channel =
                     tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
                 branchscore_platform::client::wait_serving(channel, Duration::from_secs(30)).await.expect("serving");

@@ -1,0 +1,66 @@
+//! The stream of an exported file: its description, then its bytes in
+//! chunks cut as the caller's connection takes them. When the stream is
+//! dropped (finished, or cut off by the caller) the audit records whether
+//! the last chunk went out.
+use crate::export::CHUNK_BYTES;
+use crate::store;
+use branchscore_proto::reporting::v1::{ExportFile, ExportReportResponse, ExportStatus, export_report_response};
+use chrono::Utc;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio_stream::Stream;
+use tonic::Status;
+use uuid::Uuid;
+
+/// An export on its way to the caller.
+#[derive(Debug)]
+pub struct ExportStream {
+    description: Option<ExportFile>,
+    file: Vec<u8>,
+    sent: usize,
+    pool: sqlx::PgPool,
+    id: Uuid,
+}
+
+impl ExportStream {
+    pub fn new(description: ExportFile, file: Vec<u8>, pool: sqlx::PgPool, id: Uuid) -> Self {
+        ExportStream { description: Some(description), file, sent: 0, pool, id }
+    }
+
+    fn delivered(&self) -> bool {
+        self.description.is_none() && self.sent == self.file.len()
+    }
+}
+
+impl Stream for ExportStream {
+    type Item = Result<ExportReportResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let content = if let Some(description) = self.description.take() {
+            export_report_response::Content::File(description)
+        } else if self.sent < self.file.len() {
+            let end = (self.sent + CHUNK_BYTES).min(self.file.len());
+            let chunk = self.file[self.sent..end].to_vec();
+            self.sent = end;
+            export_report_response::Content::Chunk(chunk)
+        } else {
+            return Poll::Ready(None);
+        };
+        Poll::Ready(Some(Ok(ExportReportResponse { content: Some(content) })))
+    }
+}
+
+impl Drop for ExportStream {
+    fn drop(&mut self) {
+        let status = if self.delivered() { ExportStatus::Delivered } else { ExportStatus::Interrupted };
+        let (pool, id) = (self.pool.clone(), self.id);
+        // Dropped by tonic inside the runtime; a drop elsewhere (a test, a
+        // shutdown) leaves the record streaming, which says what happened.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            if let Err(err) = store::finish_export(&pool, id, status, Utc::now()).await {
+                tracing::warn!(export = %id, error = %err, "could not record the end of an export");
+            }
+        });
+    }
+}
