@@ -6,6 +6,7 @@ Run through deploy/check.sh, or directly:
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -120,12 +121,20 @@ def test_service_env_names_only_the_service_it_runs(case):
             migrate = next(e["value"] for e in container["env"] if e["name"].endswith("__DATABASE__MIGRATE_ON_START"))
             assert migrate == ("false" if merged["migrations"]["enabled"] else "true")
         peers = {p.upper() for p in merged["services"][component].get("peers") or []} & enabled
-        given = {n.removeprefix("BRANCHSCORE_PEERS__") for n in names if n.startswith("BRANCHSCORE_PEERS__")}
+        peer_values = {
+            e["name"].removeprefix("BRANCHSCORE_PEERS__"): e["value"] for e in container["env"] if e["name"].startswith("BRANCHSCORE_PEERS__")
+        }
+        given = {peer for peer, url in peer_values.items() if url}
         assert given == peers - {component.upper()}, f"{component}: peer URLs {given} != {peers}"
-        for env in container["env"]:
-            if env["name"].startswith("BRANCHSCORE_PEERS__"):
-                peer = env["name"].removeprefix("BRANCHSCORE_PEERS__").lower()
-                assert env["value"] == f"http://{render.RELEASE}-branchscore-{peer}:{PORTS[peer]}"
+        if component == "gateway":
+            # The gateway routes every package: a peer left unset would default to
+            # 127.0.0.1, so every peer it does not call is set, and empty (not routed).
+            assert set(peer_values) == {s.upper() for s in SERVICES} - {"GATEWAY"}, sorted(peer_values)
+        else:
+            assert all(peer_values.values()), f"{component}: empty peer URL {peer_values}"
+        for peer, url in peer_values.items():
+            if url:
+                assert url == f"http://{render.RELEASE}-branchscore-{peer.lower()}:{PORTS[peer.lower()]}"
     for cm in by_kind(objects, "ConfigMap"):
         for key in cm.get("data", {}):
             match = re.match(r"^BRANCHSCORE_([A-Z]+)__", key)
@@ -379,17 +388,106 @@ def test_service_monitor_is_optional_and_selects_the_metrics_ports():
         assert any(p["name"] == monitor["spec"]["endpoints"][0]["port"] for p in svc["spec"]["ports"])
 
 
-def test_gateway_api_keys_are_mounted_from_the_secret():
-    values = {"secrets": {"apiKeys": {"enabled": True, "toml": "# hashes\n"}}}
-    gateway = service_deployments(render.render_chart(values))["gateway"]
-    spec = pod_spec(gateway)
-    (container,) = spec["containers"]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    path = env["BRANCHSCORE_GATEWAY__API_KEYS_FILE"]
-    mount = next(m for m in container["volumeMounts"] if m["name"] == "api-keys")
-    assert path == f"{mount['mountPath']}/api-keys.toml" and mount["readOnly"] is True
-    volume = next(v for v in spec["volumes"] if v["name"] == "api-keys")
-    assert volume["secret"]["items"] == [{"key": "api-keys.toml", "path": "api-keys.toml"}]
+GATEWAY_EDGE_ENV = {
+    "BRANCHSCORE_GATEWAY__RATE_LIMIT__CALLS_PER_SECOND",
+    "BRANCHSCORE_GATEWAY__RATE_LIMIT__BURST",
+    "BRANCHSCORE_GATEWAY__MAX_DEADLINE_MS",
+    "BRANCHSCORE_GATEWAY__API_KEY_TOKEN_TTL_MS",
+    "BRANCHSCORE_GATEWAY__CORS_ALLOWED_ORIGINS",
+}
+
+
+def gateway_container(values: dict) -> dict:
+    (container,) = pod_spec(service_deployments(render.render_chart(values))["gateway"])["containers"]
+    return container
+
+
+def test_gateway_keeps_its_api_keys_in_its_own_database():
+    """The gateway's database (API keys, hashed) is read from `gateway-database-url` and
+    migrated by the hook Job with the others; no API key file is mounted any more (the
+    binary refuses BRANCHSCORE_GATEWAY__API_KEYS_FILE as an unknown key)."""
+    objects = render.render_chart({})
+    container = gateway_container({})
+    env = env_map(container)
+    assert env["BRANCHSCORE_GATEWAY__DATABASE__URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{render.RELEASE}-branchscore-secrets",
+        "key": "gateway-database-url",
+    }
+    assert env["BRANCHSCORE_GATEWAY__DATABASE__MIGRATE_ON_START"]["value"] == "false"
+    assert env["BRANCHSCORE_GATEWAY__DATABASE__MAX_CONNECTIONS"]["value"] == "10"
+    (secret,) = [s for s in by_kind(objects, "Secret") if not is_hook(s)]
+    assert secret["stringData"]["gateway-database-url"] == "postgres://branchscore@postgres:5432/branchscore_gateway"
+    (hook_secret,) = [s for s in by_kind(objects, "Secret") if is_hook(s)]
+    assert hook_secret["stringData"]["gateway-database-url"] == secret["stringData"]["gateway-database-url"]
+    (job,) = by_kind(objects, "Job")
+    assert pod_spec(job)["containers"][0]["args"][:2] == ["migrate", "gateway"]
+    text = yaml.safe_dump_all(objects)
+    assert "API_KEYS_FILE" not in text and "api-keys" not in text
+    assert [v["name"] for v in pod_spec(service_deployments(objects)["gateway"])["volumes"]] == ["tmp"]
+    given = "postgres://gw:pw@pg-gw:5432/branchscore_gateway?sslmode=require"
+    objects = render.render_chart({"secrets": {"databaseUrls": {"gateway": given}}})
+    (secret,) = [s for s in by_kind(objects, "Secret") if not is_hook(s)]
+    assert secret["stringData"]["gateway-database-url"] == given
+    # Without its database the gateway gets no database keys and the Job skips it.
+    objects = render.render_chart({"services": {"gateway": {"database": {"enabled": False}}}})
+    assert "BRANCHSCORE_GATEWAY__DATABASE__URL" not in env_names(gateway_container({"services": {"gateway": {"database": {"enabled": False}}}}))
+    assert "gateway" not in pod_spec(by_kind(objects, "Job")[0])["containers"][0]["args"]
+
+
+def test_gateway_edge_settings_render_only_when_set():
+    """Unset (null, []) they keep the binary's defaults (or config.file); set, they go on
+    the gateway container only, in the form the binary reads."""
+    assert not GATEWAY_EDGE_ENV & set(env_names(gateway_container({})))
+    values = {
+        "config": {
+            "gateway": {
+                "rateLimit": {"callsPerSecond": 0.5, "burst": 10},
+                "maxDeadlineMs": 60000,
+                "apiKeyTokenTtlMs": 120000,
+                "corsAllowedOrigins": ["https://crm.example.com", "http://localhost:5173"],
+            }
+        }
+    }
+    objects = render.render_chart(values)
+    env = {e["name"]: e.get("value") for e in pod_spec(service_deployments(objects)["gateway"])["containers"][0]["env"]}
+    assert env["BRANCHSCORE_GATEWAY__RATE_LIMIT__CALLS_PER_SECOND"] == "0.5"
+    assert env["BRANCHSCORE_GATEWAY__RATE_LIMIT__BURST"] == "10"
+    assert env["BRANCHSCORE_GATEWAY__MAX_DEADLINE_MS"] == "60000"
+    assert env["BRANCHSCORE_GATEWAY__API_KEY_TOKEN_TTL_MS"] == "120000"
+    # A list in the environment: figment reads `["a","b"]` as an array of strings.
+    assert json.loads(env["BRANCHSCORE_GATEWAY__CORS_ALLOWED_ORIGINS"]) == ["https://crm.example.com", "http://localhost:5173"]
+    for component, deployment in service_deployments(objects).items():
+        if component != "gateway":
+            assert not GATEWAY_EDGE_ENV & set(env_names(pod_spec(deployment)["containers"][0])), component
+    for cm in by_kind(objects, "ConfigMap"):
+        assert not GATEWAY_EDGE_ENV & set(cm.get("data") or {})
+    # Whole numbers stay integers (never 1e+06), large or small.
+    for given, rendered in [(1000000, "1000000"), (100, "100"), (2.25, "2.25")]:
+        env = env_map(gateway_container({"config": {"gateway": {"rateLimit": {"callsPerSecond": given}}}}))
+        assert env["BRANCHSCORE_GATEWAY__RATE_LIMIT__CALLS_PER_SECOND"]["value"] == rendered
+        assert "BRANCHSCORE_GATEWAY__RATE_LIMIT__BURST" not in env
+
+
+def test_gateway_routes_only_enabled_peers():
+    """reporting (disabled by default) and any peer the gateway does not list get an empty
+    URL: the gateway answers their calls UNIMPLEMENTED instead of dialling 127.0.0.1."""
+    peers = lambda values: {  # noqa: E731
+        e["name"].removeprefix("BRANCHSCORE_PEERS__").lower(): e["value"]
+        for e in gateway_container(values)["env"]
+        if e["name"].startswith("BRANCHSCORE_PEERS__")
+    }
+    default = peers({})
+    assert default["reporting"] == ""
+    assert default["kpi"] == f"http://{render.RELEASE}-branchscore-kpi:50054"
+    assert peers({"services": {"reporting": {"enabled": True}}})["reporting"] == f"http://{render.RELEASE}-branchscore-reporting:50055"
+    unlisted = peers({"services": {"reporting": {"enabled": True}, "gateway": {"peers": ["clients", "pipeline"]}}})
+    assert unlisted == {
+        "clients": f"http://{render.RELEASE}-branchscore-clients:50051",
+        "pipeline": f"http://{render.RELEASE}-branchscore-pipeline:50052",
+        "feedback": "",
+        "kpi": "",
+        "reporting": "",
+    }
 
 
 def test_rs256_key_replaces_the_generated_hs256_secret():
@@ -435,6 +533,16 @@ def test_short_grace_period_is_refused():
         {"image": {"digest": "latest"}},
         {"secrets": {"jwt": {"hs256Secret": "too-short"}}},
         {"secrets": {"jwt": {"rs256PublicKeyPem": "not a pem"}}},
+        # The API key file is gone: keys live in the gateway's database.
+        {"secrets": {"apiKeys": {"enabled": True}}},
+        {"config": {"gateway": {"corsAllowedOrigins": ["https://crm.example.com/"]}}},
+        {"config": {"gateway": {"corsAllowedOrigins": ["crm.example.com"]}}},
+        {"config": {"gateway": {"corsAllowedOrigins": "https://crm.example.com"}}},
+        {"config": {"gateway": {"rateLimit": {"callsPerSecond": 0}}}},
+        {"config": {"gateway": {"rateLimit": {"burst": 0}}}},
+        {"config": {"gateway": {"maxDeadlineMs": 0}}},
+        {"config": {"gateway": {"apiKeyTokenTtlMs": 999}}},
+        {"config": {"gateway": {"apiKeysFile": "/etc/keys.toml"}}},
     ],
 )
 def test_schema_rejects_bad_values(bad):
@@ -525,7 +633,8 @@ def env_map(container) -> dict[str, dict]:
 
 
 def peer_env(deployment) -> dict[str, str]:
-    """peer -> URL from the BRANCHSCORE_PEERS__* variables of a Deployment."""
+    """peer -> URL from the BRANCHSCORE_PEERS__* variables of a Deployment (an empty URL:
+    set, but not routed)."""
     (container,) = pod_spec(deployment)["containers"]
     return {
         name.removeprefix("BRANCHSCORE_PEERS__").lower(): env["value"]
@@ -536,8 +645,9 @@ def peer_env(deployment) -> dict[str, str]:
 
 def test_kustomize_services_mirror_the_chart(kustomized):
     """Port, command, database, peers and Service of every service as the chart's defaults
-    describe it. The gateway may list fewer peers than the chart (it is still being built);
-    every other service calls exactly its chart peers that are deployed here."""
+    describe it. Every service calls exactly its chart peers that are deployed here; the
+    gateway also sets its chart peers that are not deployed, empty (not routed), as the
+    chart does: unset, the binary would route them to 127.0.0.1."""
     _, objects = kustomized
     chart = render.chart_defaults()["services"]
     deployments = kustomize_services(objects)
@@ -566,11 +676,14 @@ def test_kustomize_services_mirror_the_chart(kustomized):
             assert ref["key"] == "feedback-link-secret"
         peers = peer_env(deployment)
         wanted = {p for p in chart[component]["peers"] if p in deployments and p != component}
+        routed = {peer for peer, url in peers.items() if url}
+        assert routed == wanted, f"{component}: peers {sorted(routed)} != {sorted(wanted)}"
         if component == "gateway":
-            assert set(peers) <= set(chart[component]["peers"]), f"gateway peers {sorted(peers)}"
+            assert set(peers) == set(SERVICES) - {"gateway"}, f"gateway peers {sorted(peers)}"
         else:
-            assert set(peers) == wanted, f"{component}: peers {sorted(peers)} != {sorted(wanted)}"
-        for peer, url in peers.items():
+            assert set(peers) == routed, f"{component}: empty peer URLs {peers}"
+        for peer in routed:
+            url = peers[peer]
             assert url == f"http://branchscore-{peer}:{chart[peer]['port']}", f"{component} -> {url}"
         svc = services[f"branchscore-{component}"]
         assert selector_matches({"matchLabels": svc["spec"]["selector"]}, pod_labels(deployment))
@@ -604,7 +717,7 @@ def test_kustomize_network_policies_admit_the_gateway_and_the_callers(kustomized
         if component == "gateway":
             assert len(grpc_rules) == 1 and not grpc_rules[0].get("from"), "the gateway is reachable from outside"
             continue
-        expected = sorted({"gateway"} | {c for c, d in deployments.items() if component in peer_env(d)})
+        expected = sorted({"gateway"} | {c for c, d in deployments.items() if peer_env(d).get(component)})
         callers = set()
         for rule in grpc_rules:
             assert rule.get("from"), f"{component}: an ingress rule without 'from' admits everyone"
