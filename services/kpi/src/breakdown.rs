@@ -20,6 +20,7 @@ fn kpi_formula(outcome: &KpiOutcome, definition: &kpi::KpiDefinition, terms: &Pa
         Some(denominator) => {
             format!("{} = {} / {} x {}", definition.code, definition.numerator, denominator, definition.scale)
         }
+        None if definition.numerator == definition.code => definition.code.to_owned(),
         None => format!("{} = {}", definition.code, definition.numerator),
     };
     let (Some(fact), Some(attainment)) = (outcome.fact, outcome.attainment) else {
