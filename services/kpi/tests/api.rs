@@ -282,12 +282,12 @@ fn sales_card() -> Scorecard {
     }
 }
 
-/// Team leads: the team's sales 70% (80 000 a month), first response 30% (600 s); 2 000.00 a month.
+/// Team leads: the team's sales 70% (80 000 a month), first response 30% (720 s); 2 000.00 a month.
 fn lead_card() -> Scorecard {
     Scorecard {
         role: EmployeeRole::TeamLead as i32,
         effective_from: day(2026, 1, 1),
-        lines: vec![line("sales_amount", 7_000, 80_000.0), line("first_response_time", 3_000, 600.0)],
+        lines: vec![line("sales_amount", 7_000, 80_000.0), line("first_response_time", 3_000, 720.0)],
         monthly_base_bonus: pln(200_000),
         ..Scorecard::default()
     }
@@ -358,14 +358,15 @@ async fn a_quarter_pays_by_the_scorecards_with_floor_cap_accelerator_and_team() 
     //     W = 0.6 x 1.5 + 0.4 x 1.0 = 1.3; 300 000 x (1 + 1.2 x 0.3) = 408 000.
     // S1: sales 150 000 / 120 000 = 1.25; new clients 3 / 3; W = 0.75 + 0.4 = 1.15;
     //     300 000 x (1 + 1.2 x 0.15) = 354 000.
-    // L (team S1 + S2 + L): sales 270 000 / 240 000 = 1.125; response (300 + 900) / 2 = 600 s
-    //     against 600 s = 1.0; W = 0.7 x 1.125 + 0.3 = 1.0875; 600 000 x 1.105 = 663 000.
+    // L (team S1 + S2 + L): sales 270 000 / 240 000 = 1.125; response (300 + 900) / 2 = 600 s,
+    //     lower is better: 720 / 600 = 1.2; W = 0.7 x 1.125 + 0.3 x 1.2 = 1.1475;
+    //     600 000 x (1 + 1.2 x 0.1475) = 600 000 x 1.177 = 706 200.
     // S2: sales 120 000 / 120 000 = 1.0; new clients 2 / 3 = 0.667 below the 0.8 floor = 0;
     //     W = 0.6; 300 000 x 0.6 = 180 000.
     let ranked: Vec<(&str, i32, i64)> =
         period.lines.iter().map(|l| (l.employee_id.as_str(), l.rank, minor(&l.bonus))).collect();
-    assert_eq!(ranked, [("KRK-K1", 1, 408_000), ("WAW-S1", 2, 354_000), ("WAW-L", 3, 663_000), ("WAW-S2", 4, 180_000)]);
-    assert_eq!(minor(&period.total_bonus), 408_000 + 354_000 + 663_000 + 180_000);
+    assert_eq!(ranked, [("KRK-K1", 1, 408_000), ("WAW-S1", 2, 354_000), ("WAW-L", 3, 706_200), ("WAW-S2", 4, 180_000)]);
+    assert_eq!(minor(&period.total_bonus), 408_000 + 354_000 + 706_200 + 180_000);
     let k1 = line_of(&period, "KRK-K1");
     assert!((k1.weighted_attainment - 1.3).abs() < 1e-9);
     let sales = &k1.results[0];
@@ -377,7 +378,7 @@ async fn a_quarter_pays_by_the_scorecards_with_floor_cap_accelerator_and_team() 
     let lead = line_of(&period, "WAW-L");
     assert_eq!(lead.team_member_ids, ["WAW-S1", "WAW-S2"]);
     let response = &lead.results[1];
-    assert_eq!((response.fact, response.attainment), (Some(600.0), Some(1.0)));
+    assert_eq!((response.fact, response.attainment), (Some(600.0), Some(720.0 / 600.0)));
     assert_eq!(minor(&lead.base_bonus), 600_000);
     // The branch manager's role has no scorecard: no line.
     assert!(period.lines.iter().all(|l| l.employee_id != "WAW-M"));
@@ -488,8 +489,8 @@ async fn a_bonus_is_traced_to_the_documents_and_leads_behind_it() {
     let (mut world, _) = scored_world().await;
     let asked = GetBonusBreakdownRequest { from: Some(FROM), to: Some(TO), version: 0, employee_id: "WAW-L".into() };
     let breakdown = world.kpi.get_bonus_breakdown(authorized(&world.hq, asked)).await.expect("breakdown").into_inner();
-    assert_eq!(minor(&breakdown.line.as_ref().expect("line").bonus), 663_000);
-    assert!(breakdown.formula.contains("663000"), "{}", breakdown.formula);
+    assert_eq!(minor(&breakdown.line.as_ref().expect("line").bonus), 706_200);
+    assert!(breakdown.formula.contains("706200"), "{}", breakdown.formula);
     let sales = breakdown.kpis.iter().find(|k| k.result.as_ref().expect("result").kpi_code == "sales_amount");
     let sales = sales.expect("sales KPI");
     let per_person: Vec<(&str, f64, Vec<&str>)> = sales
@@ -535,7 +536,7 @@ async fn a_branch_manager_sees_only_their_branch() {
         .expect("period");
     let seen: Vec<&str> = mine.lines.iter().map(|l| l.employee_id.as_str()).collect();
     assert_eq!(seen, ["WAW-S1", "WAW-L", "WAW-S2"]);
-    assert_eq!(minor(&mine.total_bonus), 354_000 + 663_000 + 180_000);
+    assert_eq!(minor(&mine.total_bonus), 354_000 + 706_200 + 180_000);
     let other = GetPeriodRequest { from: Some(FROM), to: Some(TO), branch_id: "KRK".into(), ..Default::default() };
     let refused = world.kpi.get_period(authorized(&world.waw_manager, other)).await.expect_err("KRK");
     assert_eq!(refused.code(), Code::PermissionDenied);
