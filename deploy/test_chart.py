@@ -362,7 +362,7 @@ def test_all_services_disabled_renders_no_workload():
 
 def test_an_isolated_service_gets_no_open_rule():
     """clients alone (every service that calls it disabled): nobody may call it."""
-    values = {"services": {name: {"enabled": False} for name in ["gateway", "pipeline", "feedback", "kpi"]}}
+    values = {"services": {name: {"enabled": False} for name in SERVICES if name != "clients"}}
     objects = render.render_chart(values)
     (policy,) = by_kind(objects, "NetworkPolicy")
     for rule in policy["spec"]["ingress"]:
@@ -382,8 +382,8 @@ def test_service_monitor_is_optional_and_selects_the_metrics_ports():
     objects = render.render_chart({"metrics": {"serviceMonitor": {"enabled": True}}})
     (monitor,) = by_kind(objects, "ServiceMonitor")
     services = [s for s in by_kind(objects, "Service") if selector_matches(monitor["spec"]["selector"], s["metadata"]["labels"])]
-    # gateway, clients, pipeline, feedback and kpi are enabled by default.
-    assert len(services) == 5
+    # All six are enabled by default: gateway, clients, pipeline, feedback, kpi, reporting.
+    assert sorted(s["metadata"]["labels"]["app.kubernetes.io/component"] for s in services) == sorted(SERVICES)
     for svc in services:
         assert any(p["name"] == monitor["spec"]["endpoints"][0]["port"] for p in svc["spec"]["ports"])
 
@@ -469,18 +469,19 @@ def test_gateway_edge_settings_render_only_when_set():
 
 
 def test_gateway_routes_only_enabled_peers():
-    """reporting (disabled by default) and any peer the gateway does not list get an empty
-    URL: the gateway answers their calls UNIMPLEMENTED instead of dialling 127.0.0.1."""
+    """By default the gateway routes all five services behind it, reporting included. A
+    disabled service and any peer the gateway does not list get an empty URL: the
+    gateway answers their calls UNIMPLEMENTED instead of dialling 127.0.0.1."""
     peers = lambda values: {  # noqa: E731
         e["name"].removeprefix("BRANCHSCORE_PEERS__").lower(): e["value"]
         for e in gateway_container(values)["env"]
         if e["name"].startswith("BRANCHSCORE_PEERS__")
     }
     default = peers({})
-    assert default["reporting"] == ""
-    assert default["kpi"] == f"http://{render.RELEASE}-branchscore-kpi:50054"
-    assert peers({"services": {"reporting": {"enabled": True}}})["reporting"] == f"http://{render.RELEASE}-branchscore-reporting:50055"
-    unlisted = peers({"services": {"reporting": {"enabled": True}, "gateway": {"peers": ["clients", "pipeline"]}}})
+    assert default == {s: f"http://{render.RELEASE}-branchscore-{s}:{PORTS[s]}" for s in SERVICES if s != "gateway"}
+    assert default["reporting"] == f"http://{render.RELEASE}-branchscore-reporting:50055"
+    assert peers({"services": {"reporting": {"enabled": False}}})["reporting"] == ""
+    unlisted = peers({"services": {"gateway": {"peers": ["clients", "pipeline"]}}})
     assert unlisted == {
         "clients": f"http://{render.RELEASE}-branchscore-clients:50051",
         "pipeline": f"http://{render.RELEASE}-branchscore-pipeline:50052",
@@ -488,6 +489,56 @@ def test_gateway_routes_only_enabled_peers():
         "kpi": "",
         "reporting": "",
     }
+
+
+def test_reporting_is_on_by_default_with_its_database_and_peers():
+    """reporting runs `serve reporting` on 50055, reads `reporting-database-url`, is
+    migrated by the hook Job, calls clients, pipeline, feedback and kpi, and only the
+    gateway may call it; its four peers admit it."""
+    objects = render.render_chart({})
+    deployments = service_deployments(objects)
+    assert sorted(deployments) == sorted(SERVICES)
+    (container,) = pod_spec(deployments["reporting"])["containers"]
+    assert container["args"][-2:] == ["serve", "reporting"]
+    env = env_map(container)
+    assert env["BRANCHSCORE_REPORTING__SERVER__LISTEN"]["value"] == "0.0.0.0:50055"
+    assert env["BRANCHSCORE_REPORTING__DATABASE__URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{render.RELEASE}-branchscore-secrets",
+        "key": "reporting-database-url",
+    }
+    assert env["BRANCHSCORE_REPORTING__DATABASE__MIGRATE_ON_START"]["value"] == "false"
+    assert {
+        name.removeprefix("BRANCHSCORE_PEERS__").lower(): e["value"] for name, e in env.items() if name.startswith("BRANCHSCORE_PEERS__")
+    } == {p: f"http://{render.RELEASE}-branchscore-{p}:{PORTS[p]}" for p in ["clients", "pipeline", "feedback", "kpi"]}
+    (secret,) = [s for s in by_kind(objects, "Secret") if not is_hook(s)]
+    assert secret["stringData"]["reporting-database-url"] == "postgres://branchscore@postgres:5432/branchscore_reporting"
+    (hook_secret,) = [s for s in by_kind(objects, "Secret") if is_hook(s)]
+    assert hook_secret["stringData"]["reporting-database-url"] == secret["stringData"]["reporting-database-url"]
+    (job,) = by_kind(objects, "Job")
+    (migrate,) = pod_spec(job)["containers"]
+    assert migrate["args"] == ["migrate", *SERVICES]
+    assert "BRANCHSCORE_REPORTING__DATABASE__URL" in env_names(migrate)
+    policies = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p for p in by_kind(objects, "NetworkPolicy")}
+
+    def grpc_callers(component):
+        return sorted(
+            c
+            for rule in policies[component]["spec"]["ingress"]
+            if any(p["port"] == "grpc" for p in rule["ports"])
+            for peer in rule["from"]
+            for c, d in deployments.items()
+            if selector_matches(peer["podSelector"], pod_labels(d))
+        )
+
+    assert grpc_callers("reporting") == ["gateway"]
+    for peer in ["clients", "pipeline", "feedback", "kpi"]:
+        assert "reporting" in grpc_callers(peer), f"{peer} does not admit reporting"
+    # Turned off: nothing of it is rendered, and nothing admits it.
+    objects = render.render_chart({"services": {"reporting": {"enabled": False}}})
+    assert "reporting" not in service_deployments(objects)
+    text = yaml.safe_dump_all(objects)
+    assert "branchscore-reporting" not in text and "reporting-database-url" not in text
+    assert pod_spec(by_kind(objects, "Job")[0])["containers"][0]["args"] == ["migrate", *SERVICES[:-1]]
 
 
 def test_rs256_key_replaces_the_generated_hs256_secret():
@@ -651,7 +702,7 @@ def test_kustomize_services_mirror_the_chart(kustomized):
     _, objects = kustomized
     chart = render.chart_defaults()["services"]
     deployments = kustomize_services(objects)
-    assert {"gateway", "clients"} <= set(deployments)
+    assert sorted(deployments) == sorted(SERVICES), f"k8s/ deploys {sorted(deployments)}"
     services = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}
     for component, deployment in deployments.items():
         assert component in SERVICES, f"unknown service {component}"
