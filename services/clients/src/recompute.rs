@@ -9,22 +9,23 @@ use crate::store::{self, MonthlyActivity, RunOutcome, ScoreRow};
 use branchscore_platform::cache::Cache;
 use branchscore_platform::client::CallCredentials;
 use branchscore_platform::{AppError, AppResult};
-use branchscore_proto::clients::v1::{RecomputePhase, RecomputeSummary};
+use branchscore_proto::clients::v1::{Product, RecomputePhase, RecomputeSummary};
 use branchscore_proto::common::v1::Date;
 use branchscore_scoring::batch::{self, ClientFacts};
 use branchscore_scoring::window::{AnalysisWindow, LifecyclePeriods};
 use chrono::NaiveDate;
+use futures::StreamExt;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Advisory lock key of the recompute ("BSRECOMP").
 const LOCK_KEY: i64 = 0x4253_5245_434f_4d50;
-/// Clients per write statement.
-const CHUNK: usize = 5_000;
 /// Scores per cache pipeline: small enough to finish within the cache's short
 /// command timeout (a slow pipeline counts as failed, and is only a miss later).
 const CACHE_CHUNK: usize = 1_000;
+/// Cache pipelines in flight: Redis works on one while the next is encoded and sent.
+const CACHE_PIPELINES: usize = 4;
 
 /// Receives (phase, done, total) as the run advances.
 pub trait Progress: Send {
@@ -74,8 +75,12 @@ impl Recompute {
         let empty = ClientFacts { monthly_revenue: vec![0; window.month_count()], ..ClientFacts::default() };
         let mut facts = vec![empty; population.len()];
         progress.report(RecomputePhase::Aggregating, 0, total);
+        let segments = store::list_segments(&self.pool).await?;
+        let recorded = store::product_states(&self.pool, None).await?;
+        let (_, catalogue) = store::list_products(&self.pool).await?;
+        // The two scans of the lines run side by side, each on a backend of its own.
         let mut folded = 0u64;
-        store::monthly_activity(&self.pool, as_of, |row| {
+        let monthly = store::monthly_activity(&self.pool, as_of, |row| {
             if let Some(&i) = index.get(row.client_id.as_str()) {
                 fold(&mut facts[i], &row, &window, &periods);
             }
@@ -83,25 +88,18 @@ impl Recompute {
             if folded.is_multiple_of(100_000) {
                 progress.report(RecomputePhase::Aggregating, folded, 0);
             }
-        })
-        .await?;
-        let breadth = store::product_line_breadth(&self.pool, window.start(), window.end()).await?;
-        for (client, lines) in breadth {
-            if let Some(&i) = index.get(client.as_str()) {
-                facts[i].product_lines = lines;
-            }
-        }
-
-        let segments = store::list_segments(&self.pool).await?;
-        let recorded = store::product_states(&self.pool, None).await?;
+        });
         let mut products = Products::default();
         let mut purchased: Vec<Vec<u32>> = vec![Vec::new(); population.len()];
-        store::purchases_by_client(&self.pool, window.start(), window.end(), |client, product| {
+        let bought = store::purchases_by_client(&self.pool, window.start(), window.end(), |client, product| {
             if let Some(&i) = index.get(client) {
                 purchased[i].push(products.intern(product));
             }
-        })
-        .await?;
+        });
+        tokio::try_join!(monthly, bought)?;
+        for (facts, lines) in facts.iter_mut().zip(product_line_breadth(&purchased, &products, &catalogue)) {
+            facts.product_lines = lines;
+        }
         progress.report(RecomputePhase::Aggregating, total, total);
 
         let ids: Vec<String> = population.iter().map(|c| c.id.clone()).collect();
@@ -159,14 +157,10 @@ impl Recompute {
         progress.report(RecomputePhase::Classifying, total, total);
 
         let mut tx = self.pool.begin().await?;
-        let mut changed = 0u64;
-        let mut written = 0u64;
-        for chunk in rows.chunks(CHUNK) {
-            changed += store::append_changed_history(&mut tx, run_id, chunk).await?;
-            store::upsert_scores(&mut *tx, Some(run_id), chunk).await?;
-            written += chunk.len() as u64;
-            progress.report(RecomputePhase::Writing, written, total);
-        }
+        let changed = store::write_scores(&mut tx, Some(run_id), &rows, |staged| {
+            progress.report(RecomputePhase::Writing, staged, total)
+        })
+        .await?;
         store::insert_cluster_profiles(&mut tx, run_id, &profiles).await?;
         store::insert_basket_rules(&mut tx, run_id, &rules).await?;
         let outcome = RunOutcome {
@@ -180,11 +174,19 @@ impl Recompute {
 
         // Postgres holds the truth now; the cache only has to catch up.
         let mut cached = 0u64;
-        for chunk in rows.chunks(CACHE_CHUNK) {
-            let entries: Vec<(String, Vec<u8>)> =
-                chunk.iter().map(|r| (crate::api::score_key(&r.client_id), r.record.clone())).collect();
-            self.cache.set_many(&entries, self.score_cache_ttl).await;
-            cached += chunk.len() as u64;
+        let entries = rows.chunks(CACHE_CHUNK).map(cache_entries);
+        let (cache, ttl) = (self.cache.clone(), self.score_cache_ttl);
+        let mut pipelines = futures::stream::iter(entries)
+            .map(move |entries| {
+                let cache = cache.clone();
+                async move {
+                    cache.set_many(&entries, ttl).await;
+                    entries.len() as u64
+                }
+            })
+            .buffer_unordered(CACHE_PIPELINES);
+        while let Some(sent) = pipelines.next().await {
+            cached += sent;
             progress.report(RecomputePhase::Caching, cached, total);
         }
         let summary = RecomputeSummary {
@@ -235,6 +237,26 @@ impl RunLock {
         // Closing the session releases its advisory locks.
         let _ = self.0.close().await;
     }
+}
+
+/// The cache's keys and values of some scores.
+fn cache_entries(rows: &[ScoreRow]) -> Vec<(String, Vec<u8>)> {
+    rows.iter().map(|r| (crate::api::score_key(&r.client_id), r.record.clone())).collect()
+}
+
+/// Distinct product lines of each client's purchases (products missing from
+/// the catalogue count for none).
+fn product_line_breadth(purchased: &[Vec<u32>], products: &Products, catalogue: &[Product]) -> Vec<u32> {
+    let line_of: HashMap<&str, &str> = catalogue.iter().map(|p| (p.id.as_str(), p.product_line_id.as_str())).collect();
+    purchased
+        .iter()
+        .map(|bought| {
+            let mut lines: Vec<&str> = bought.iter().filter_map(|&p| line_of.get(products.id(p)).copied()).collect();
+            lines.sort_unstable();
+            lines.dedup();
+            u32::try_from(lines.len()).unwrap_or(u32::MAX)
+        })
+        .collect()
 }
 
 /// Adds one month of a client's activity to its facts.

@@ -39,7 +39,9 @@ fn sample_score(client_id: &str, branch: &str) -> ClientScore {
 
 async fn save_scores(pool: &sqlx::PgPool, scores: &[ClientScore]) {
     let rows: Vec<ScoreRow> = scores.iter().map(ScoreRow::from).collect();
-    branchscore_clients::store::upsert_scores(pool, None, &rows).await.expect("save scores");
+    let mut tx = pool.begin().await.expect("begin");
+    branchscore_clients::store::write_scores(&mut tx, None, &rows, |_| {}).await.expect("save scores");
+    tx.commit().await.expect("commit");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cache;
 pub mod client;
 pub mod config;
+pub mod copy;
 pub mod db;
 pub mod error;
 pub mod metrics;

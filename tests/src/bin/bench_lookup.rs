@@ -576,10 +576,10 @@ async fn seed(env: &TestEnv, addr: SocketAddr, count: usize) -> anyhow::Result<(
     let scores: Vec<ClientScore> = network.clients.iter().map(|c| synthetic_score(c, &mut rng, as_of)).collect();
     let bytes: usize = scores.iter().map(Message::encoded_len).sum();
     let pool = sqlx::PgPool::connect(&env.database.url).await?;
-    for chunk in scores.chunks(5000) {
-        let rows: Vec<ScoreRow> = chunk.iter().map(ScoreRow::from).collect();
-        branchscore_clients::store::upsert_scores(&pool, None, &rows).await?;
-    }
+    let rows: Vec<ScoreRow> = scores.iter().map(ScoreRow::from).collect();
+    let mut tx = pool.begin().await?;
+    branchscore_clients::store::write_scores(&mut tx, None, &rows, |_| {}).await?;
+    tx.commit().await?;
     sqlx::query("ANALYZE client_scores").execute(&pool).await?;
     pool.close().await;
 

@@ -3,7 +3,6 @@
 use chrono::NaiveDate;
 use futures::TryStreamExt;
 use sqlx::{PgPool, Row};
-use std::collections::HashMap;
 
 /// A client known on the as-of date.
 #[derive(Debug, Clone)]
@@ -81,20 +80,4 @@ pub async fn monthly_activity(
         seen += 1;
     }
     Ok(seen)
-}
-
-/// Distinct product lines each client bought in `[from, to]`.
-pub async fn product_line_breadth(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> sqlx::Result<HashMap<String, u32>> {
-    let rows = sqlx::query(
-        "SELECT t.client_id, count(DISTINCT p.product_line_id) AS lines
-         FROM transaction_lines t JOIN products p ON p.id = t.product_id
-         WHERE t.business_date BETWEEN $1 AND $2 AND t.amount_minor > 0 GROUP BY 1",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get("client_id")?, u32::try_from(row.try_get::<i64, _>("lines")?).unwrap_or(u32::MAX))))
-        .collect()
 }

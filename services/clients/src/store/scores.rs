@@ -1,11 +1,12 @@
 //! Scores, their history, recompute runs and cluster profiles. A stored
 //! score keeps the whole explained record (the protobuf the API and the
 //! cache serve) beside the columns that queries filter and group on.
+use branchscore_platform::copy::BinaryRows;
 use branchscore_proto::clients::v1::{ClientHistoryEntry, ClientScore, ClusterProfile, MatrixCell};
 use branchscore_proto::common::v1::{Date, Money};
 use chrono::NaiveDate;
 use prost::Message;
-use sqlx::{PgExecutor, PgPool, Postgres, Row, Transaction};
+use sqlx::{PgPool, Postgres, Row, Transaction};
 
 /// The columns of `client_scores` next to the encoded record.
 #[derive(Debug, Clone)]
@@ -48,10 +49,6 @@ impl From<&ClientScore> for ScoreRow {
     }
 }
 
-fn column<T>(rows: &[ScoreRow], f: impl Fn(&ScoreRow) -> T) -> Vec<T> {
-    rows.iter().map(f).collect()
-}
-
 /// Stored scores of `ids` within `scope` (branch as the client is now).
 pub async fn scores_by_ids(pool: &PgPool, ids: &[String], scope: Option<&[String]>) -> sqlx::Result<Vec<ClientScore>> {
     let rows = sqlx::query(
@@ -72,18 +69,86 @@ pub async fn scores_by_ids(pool: &PgPool, ids: &[String], scope: Option<&[String
         .collect()
 }
 
-/// Writes the latest score of each client (one statement; callers chunk).
-pub async fn upsert_scores<'e>(
-    executor: impl PgExecutor<'e>,
+/// Rows per COPY message while staging scores.
+const STAGE_CHUNK: usize = 10_000;
+
+/// Writes the latest score of each client in `rows` (distinct clients): they
+/// are staged in a temporary table by binary COPY, then one statement appends
+/// a history row for each client whose classes, lifecycle status or score
+/// band differ from its stored score or that has none yet (only for a run),
+/// and one statement upserts them. Set-based, so Postgres joins and writes a
+/// million clients in a pass instead of a statement per chunk. `staged` hears
+/// the rows sent so far. Returns the history rows appended.
+pub async fn write_scores(
+    tx: &mut Transaction<'_, Postgres>,
     run_id: Option<i64>,
     rows: &[ScoreRow],
-) -> sqlx::Result<()> {
+    mut staged: impl FnMut(u64),
+) -> sqlx::Result<u64> {
+    sqlx::query("DROP TABLE IF EXISTS pg_temp.staged_scores").execute(&mut **tx).await?;
+    sqlx::query(
+        "CREATE TEMPORARY TABLE staged_scores (
+             client_id text NOT NULL, as_of date NOT NULL, score float8 NOT NULL, score_class text NOT NULL,
+             abc_class smallint NOT NULL, xyz_class smallint NOT NULL, rfm_code text NOT NULL,
+             rfm_segment text NOT NULL, lifecycle_status smallint NOT NULL, window_revenue_minor bigint NOT NULL,
+             currency text NOT NULL, settings_version bigint NOT NULL, cluster integer, record bytea NOT NULL
+         ) ON COMMIT DROP",
+    )
+    .execute(&mut **tx)
+    .await?;
+    let mut copy = tx.copy_in_raw("COPY staged_scores FROM STDIN (FORMAT binary)").await?;
+    let mut encoded = BinaryRows::new();
+    for chunk in rows.chunks(STAGE_CHUNK) {
+        for r in chunk {
+            encoded
+                .row(14)
+                .text(&r.client_id)
+                .date(r.as_of)
+                .f64(r.score)
+                .text(&r.score_class)
+                .i16(r.abc_class)
+                .i16(r.xyz_class)
+                .text(&r.rfm_code)
+                .text(&r.rfm_segment)
+                .i16(r.lifecycle_status)
+                .i64(r.window_revenue_minor)
+                .text(&r.currency)
+                .i64(r.settings_version)
+                .optional_i32(r.cluster)
+                .bytes(&r.record);
+        }
+        copy.send(encoded.take()).await?;
+        staged(encoded.rows());
+    }
+    copy.send(encoded.finish()).await?;
+    copy.finish().await?;
+    // Without statistics the planner would guess a few rows and loop over the index.
+    sqlx::query("ANALYZE staged_scores").execute(&mut **tx).await?;
+    let changed = match run_id {
+        Some(run_id) => sqlx::query(
+            "INSERT INTO client_class_history (client_id, as_of, run_id, abc_class, xyz_class, rfm_segment,
+                 lifecycle_status, previous_lifecycle_status, score_class, settings_version)
+             SELECT n.client_id, n.as_of, $1, n.abc_class, n.xyz_class, n.rfm_segment, n.lifecycle_status,
+                    COALESCE(o.lifecycle_status, 0), n.score_class, n.settings_version
+             FROM staged_scores n LEFT JOIN client_scores o ON o.client_id = n.client_id
+             WHERE o.client_id IS NULL
+                OR (o.abc_class, o.xyz_class, o.rfm_segment, o.lifecycle_status, o.score_class)
+                   IS DISTINCT FROM (n.abc_class, n.xyz_class, n.rfm_segment, n.lifecycle_status, n.score_class)
+             ON CONFLICT (client_id, as_of) DO UPDATE SET run_id = EXCLUDED.run_id, abc_class = EXCLUDED.abc_class,
+                 xyz_class = EXCLUDED.xyz_class, rfm_segment = EXCLUDED.rfm_segment,
+                 lifecycle_status = EXCLUDED.lifecycle_status, score_class = EXCLUDED.score_class,
+                 settings_version = EXCLUDED.settings_version",
+        )
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected(),
+        None => 0,
+    };
     sqlx::query(
         "INSERT INTO client_scores (client_id, as_of, score, score_class, abc_class, xyz_class, rfm_code,
              rfm_segment, lifecycle_status, window_revenue_minor, currency, settings_version, cluster, record, run_id)
-         SELECT *, $15::bigint FROM UNNEST($1::text[], $2::date[], $3::float8[], $4::text[], $5::smallint[],
-             $6::smallint[], $7::text[], $8::text[], $9::smallint[], $10::bigint[], $11::text[], $12::bigint[],
-             $13::int[], $14::bytea[])
+         SELECT *, $1::bigint FROM staged_scores
          ON CONFLICT (client_id) DO UPDATE SET as_of = EXCLUDED.as_of, score = EXCLUDED.score,
              score_class = EXCLUDED.score_class, abc_class = EXCLUDED.abc_class, xyz_class = EXCLUDED.xyz_class,
              rfm_code = EXCLUDED.rfm_code, rfm_segment = EXCLUDED.rfm_segment,
@@ -91,63 +156,10 @@ pub async fn upsert_scores<'e>(
              currency = EXCLUDED.currency, settings_version = EXCLUDED.settings_version,
              cluster = EXCLUDED.cluster, record = EXCLUDED.record, run_id = EXCLUDED.run_id, computed_at = now()",
     )
-    .bind(column(rows, |r| r.client_id.clone()))
-    .bind(column(rows, |r| r.as_of))
-    .bind(column(rows, |r| r.score))
-    .bind(column(rows, |r| r.score_class.clone()))
-    .bind(column(rows, |r| r.abc_class))
-    .bind(column(rows, |r| r.xyz_class))
-    .bind(column(rows, |r| r.rfm_code.clone()))
-    .bind(column(rows, |r| r.rfm_segment.clone()))
-    .bind(column(rows, |r| r.lifecycle_status))
-    .bind(column(rows, |r| r.window_revenue_minor))
-    .bind(column(rows, |r| r.currency.clone()))
-    .bind(column(rows, |r| r.settings_version))
-    .bind(column(rows, |r| r.cluster))
-    .bind(column(rows, |r| r.record.clone()))
-    .bind(run_id)
-    .execute(executor)
-    .await?;
-    Ok(())
-}
-
-/// Appends a history row for each client whose classes, lifecycle status or
-/// score band differ from its stored score (or that has none yet). Must run
-/// before [`upsert_scores`] overwrites the stored scores. Returns the rows added.
-pub async fn append_changed_history(
-    tx: &mut Transaction<'_, Postgres>,
-    run_id: i64,
-    rows: &[ScoreRow],
-) -> sqlx::Result<u64> {
-    let result = sqlx::query(
-        "INSERT INTO client_class_history (client_id, as_of, run_id, abc_class, xyz_class, rfm_segment,
-             lifecycle_status, previous_lifecycle_status, score_class, settings_version)
-         SELECT n.client_id, n.as_of, $9, n.abc_class, n.xyz_class, n.rfm_segment, n.lifecycle_status,
-                COALESCE(o.lifecycle_status, 0), n.score_class, n.settings_version
-         FROM UNNEST($1::text[], $2::date[], $3::smallint[], $4::smallint[], $5::text[], $6::smallint[],
-                     $7::text[], $8::bigint[])
-              AS n(client_id, as_of, abc_class, xyz_class, rfm_segment, lifecycle_status, score_class, settings_version)
-         LEFT JOIN client_scores o ON o.client_id = n.client_id
-         WHERE o.client_id IS NULL
-            OR (o.abc_class, o.xyz_class, o.rfm_segment, o.lifecycle_status, o.score_class)
-               IS DISTINCT FROM (n.abc_class, n.xyz_class, n.rfm_segment, n.lifecycle_status, n.score_class)
-         ON CONFLICT (client_id, as_of) DO UPDATE SET run_id = EXCLUDED.run_id, abc_class = EXCLUDED.abc_class,
-             xyz_class = EXCLUDED.xyz_class, rfm_segment = EXCLUDED.rfm_segment,
-             lifecycle_status = EXCLUDED.lifecycle_status, score_class = EXCLUDED.score_class,
-             settings_version = EXCLUDED.settings_version",
-    )
-    .bind(column(rows, |r| r.client_id.clone()))
-    .bind(column(rows, |r| r.as_of))
-    .bind(column(rows, |r| r.abc_class))
-    .bind(column(rows, |r| r.xyz_class))
-    .bind(column(rows, |r| r.rfm_segment.clone()))
-    .bind(column(rows, |r| r.lifecycle_status))
-    .bind(column(rows, |r| r.score_class.clone()))
-    .bind(column(rows, |r| r.settings_version))
     .bind(run_id)
     .execute(&mut **tx)
     .await?;
-    Ok(result.rows_affected())
+    Ok(changed)
 }
 
 /// A client's history, newest first.
