@@ -51,3 +51,7 @@ bench-lookup CLIENTS="100000" RATE="5000":
 # GetForecast and GetFunnel over 1M deals beside the same SQL run directly in the same database (docs/benchmarks.md).
 bench-pipeline DEALS="1000000":
     cargo run --release -p branchscore-tests --bin bench_pipeline -- --deals {{DEALS}}
+
+# GetPeriodReport over a year of 1M synthetic clients (~20M lines) beside the facts store functions called directly (docs/benchmarks.md).
+bench-report CLIENTS="1000000" *ARGS:
+    cargo run --release -p branchscore-tests --bin bench_report -- --clients {{CLIENTS}} {{ARGS}}

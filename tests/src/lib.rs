@@ -3,6 +3,8 @@
 //! (see `docs/benchmarks.md`).
 use std::time::Duration;
 
+pub mod network;
+
 /// Rows per second, as printed in the benchmark tables.
 pub fn rate(rows: u64, elapsed: Duration) -> f64 {
     rows as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
@@ -17,6 +19,12 @@ pub fn machine() -> String {
         .and_then(|kib| kib.parse::<u64>().ok())
         .map_or_else(|| "? GiB".to_owned(), |kib| format!("{} GiB", kib / 1024 / 1024));
     format!("{cores} cores, {memory} RAM")
+}
+
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`): other work on the machine shows here.
+pub fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// A line of `/proc/self/status` in bytes (`VmHWM`: peak resident set, `VmRSS`: current), Linux only.
@@ -50,4 +58,16 @@ pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> f64 {
     let expected = row_sum * col_sum / pairs(a.len().min(b.len()) as f64);
     let max = (row_sum + col_sum) / 2.0;
     if (max - expected).abs() < f64::EPSILON { 1.0 } else { (index - expected) / (max - expected) }
+}
+
+/// The server's version and the settings that shape a plan, for a benchmark's header line:
+/// `("15.19 (Debian ...)", "work_mem 4MB, shared_buffers 128MB, max_parallel_workers_per_gather 2")`.
+pub async fn postgres_settings(conn: &mut sqlx::PgConnection) -> sqlx::Result<(String, String)> {
+    let version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&mut *conn).await?;
+    let mut settings = Vec::new();
+    for name in ["work_mem", "shared_buffers", "max_parallel_workers_per_gather"] {
+        let value: String = sqlx::query_scalar("SELECT current_setting($1)").bind(name).fetch_one(&mut *conn).await?;
+        settings.push(format!("{name} {value}"));
+    }
+    Ok((version, settings.join(", ")))
 }

@@ -30,7 +30,7 @@ use branchscore_proto::common::v1::Date;
 use branchscore_proto::pipeline::v1::pipeline_service_client::PipelineServiceClient;
 use branchscore_proto::pipeline::v1::*;
 use branchscore_testkit::{TestEnv, authorized};
-use branchscore_tests::machine;
+use branchscore_tests::{machine, postgres_settings};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use clap::Parser;
 use rand::{Rng, SeedableRng};
@@ -706,10 +706,6 @@ fn ms(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1000.0)
 }
 
-async fn setting(conn: &mut PgConnection, name: &str) -> anyhow::Result<String> {
-    Ok(sqlx::query_scalar("SELECT current_setting($1)").bind(name).fetch_one(&mut *conn).await?)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
@@ -833,13 +829,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("the API and the SQL agree on every run");
     let [forecast_api, forecast_sql, funnel_api, funnel_sql] = samples.each_ref().map(|s| timing(s));
 
-    let version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&mut conn).await?;
-    let settings = format!(
-        "work_mem {}, shared_buffers {}, max_parallel_workers_per_gather {}",
-        setting(&mut conn, "work_mem").await?,
-        setting(&mut conn, "shared_buffers").await?,
-        setting(&mut conn, "max_parallel_workers_per_gather").await?
-    );
+    let (version, settings) = postgres_settings(&mut conn).await?;
     println!("GetForecast and GetFunnel beside the same SQL run directly, {deals} deals");
     println!("machine: {}; PostgreSQL {version} ({settings})", machine());
     println!(
