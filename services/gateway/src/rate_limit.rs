@@ -3,6 +3,14 @@
 //! draws from the same one (one Lua script checks and takes atomically, on
 //! Redis's clock); while Redis is unavailable each replica keeps buckets in
 //! process, so a caller may then get the rate once per replica.
+//!
+//! A replica takes tokens from Redis a few at a time (a lease of about 50 ms
+//! of the caller's rate, at most a tenth of the burst) and spends them on the
+//! caller's next calls without asking Redis again. A busy caller then costs
+//! one Redis round trip per lease rather than per call; the limit is never
+//! exceeded (a token is taken from the shared bucket before it is spent),
+//! and a lease unused for a second lapses, so a replica that holds one only
+//! makes the others a little stricter for that long.
 use branchscore_platform::cache::Cache;
 use branchscore_platform::{AppError, AppResult};
 use serde::{Deserialize, Serialize};
@@ -37,50 +45,83 @@ impl RateLimitConfig {
     }
 }
 
-/// KEYS[1] the caller's bucket; ARGV[1] calls per second, ARGV[2] burst.
-/// Returns {1, 0} when the call may pass, else {0, milliseconds to wait}.
-const TAKE_TOKEN: &str = r"
+/// KEYS[1] the caller's bucket; ARGV[1] calls per second, ARGV[2] burst,
+/// ARGV[3] tokens wanted. Returns {tokens granted (at least 1, at most the
+/// wanted ones), 0}, or {0, milliseconds until one token is there}.
+const TAKE_TOKENS: &str = r"
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(bucket[1]) or burst
 local at = tonumber(bucket[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
-local passed, wait = 0, 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  passed = 1
+local granted, wait = math.min(wanted, math.floor(tokens)), 0
+if granted >= 1 then
+  tokens = tokens - granted
 else
+  granted = 0
   wait = math.ceil((1 - tokens) * 1000 / rate)
 end
 redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
-return {passed, wait}
+return {granted, wait}
 ";
 
-/// In-process buckets beyond which full (idle) ones are forgotten.
+/// In-process buckets (or leases) beyond which full (idle) ones are forgotten.
 const MAX_LOCAL_BUCKETS: usize = 10_000;
+/// A lease is about this much of the caller's rate...
+const LEASE_SPAN: Duration = Duration::from_millis(50);
+/// ...and at most this many tokens, and at most a tenth of the burst.
+const MAX_LEASE: u32 = 100;
+/// Leased tokens not spent by then go back to nobody.
+const LEASE_TTL: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct RateLimiter {
     cache: Cache,
     config: RateLimitConfig,
+    /// Tokens taken from Redis and not spent yet, per caller.
+    leases: Mutex<HashMap<String, Lease>>,
+    /// Buckets while Redis is unavailable.
     local: Mutex<HashMap<String, Bucket>>,
+}
+
+/// Tokens taken from a caller's shared bucket for this replica.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    tokens: u32,
+    until: Instant,
 }
 
 impl RateLimiter {
     pub fn new(cache: Cache, config: RateLimitConfig) -> Self {
-        RateLimiter { cache, config, local: Mutex::default() }
+        RateLimiter { cache, config, leases: Mutex::default(), local: Mutex::default() }
+    }
+
+    /// Tokens asked of Redis at a time: 50 ms of the rate, at most a tenth of
+    /// the burst and 100, at least 1.
+    fn lease_size(&self) -> u32 {
+        let span = (self.config.calls_per_second * LEASE_SPAN.as_secs_f64()).floor();
+        let size = if span >= f64::from(MAX_LEASE) { MAX_LEASE } else { span as u32 };
+        size.min(self.config.burst / 10).max(1)
     }
 
     /// Takes one call from `caller`'s bucket; RESOURCE_EXHAUSTED with the
     /// time to wait when it is empty.
     pub async fn take(&self, caller: &str) -> AppResult<()> {
-        let args = [self.config.calls_per_second.to_string(), self.config.burst.to_string()];
-        let wait = match self.cache.eval::<(i64, i64)>(TAKE_TOKEN, &[format!("rate:{caller}")], &args).await {
-            Some((1, _)) => return Ok(()),
+        if self.spend_leased(caller) {
+            return Ok(());
+        }
+        let wanted = self.lease_size();
+        let args = [self.config.calls_per_second.to_string(), self.config.burst.to_string(), wanted.to_string()];
+        let wait = match self.cache.eval::<(i64, i64)>(TAKE_TOKENS, &[format!("rate:{caller}")], &args).await {
+            Some((granted, _)) if granted >= 1 => {
+                self.lease(caller, u32::try_from(granted - 1).unwrap_or(0));
+                return Ok(());
+            }
             Some((_, wait_ms)) => Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0).max(1)),
             None => match self.take_locally(caller) {
                 Ok(()) => return Ok(()),
@@ -96,6 +137,35 @@ impl RateLimiter {
             ),
             wait,
         ))
+    }
+
+    /// Spends a token of `caller`'s lease, if it holds one.
+    fn spend_leased(&self, caller: &str) -> bool {
+        // A poisoned map only means a panic elsewhere mid-update; the leases are still usable.
+        let mut leases = self.leases.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match leases.get_mut(caller) {
+            Some(lease) if lease.tokens > 0 && Instant::now() < lease.until => {
+                lease.tokens -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Keeps `tokens` taken from Redis for `caller`'s next calls.
+    fn lease(&self, caller: &str, tokens: u32) {
+        if tokens == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut leases = self.leases.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if leases.len() >= MAX_LOCAL_BUCKETS {
+            leases.retain(|_, lease| lease.tokens > 0 && now < lease.until);
+        }
+        let lease = leases.entry(caller.to_owned()).or_insert(Lease { tokens: 0, until: now });
+        // Tokens of a lapsed lease are gone; a lease still running keeps its own.
+        let kept = if now < lease.until { lease.tokens } else { 0 };
+        *lease = Lease { tokens: kept.saturating_add(tokens), until: now + LEASE_TTL };
     }
 
     fn take_locally(&self, caller: &str) -> Result<(), Duration> {
@@ -162,6 +232,51 @@ mod tests {
         bucket.take(later, &TWO_PER_SECOND).expect("refilled one");
         assert!(bucket.take(later, &TWO_PER_SECOND).is_err());
         assert!(bucket.is_full(later + Duration::from_secs(2), &TWO_PER_SECOND));
+    }
+
+    #[test]
+    fn a_lease_is_50_ms_of_the_rate_within_a_tenth_of_the_burst() {
+        let size = |calls_per_second, burst| {
+            let cache = Cache::InProcess(branchscore_platform::cache::InProcessCache::new("t:"));
+            RateLimiter::new(cache, RateLimitConfig { calls_per_second, burst }).lease_size()
+        };
+        assert_eq!(size(100.0, 200), 5); // the default: 100/s x 0.05 s
+        assert_eq!(size(400.0, 100), 10); // 20, capped at a tenth of the burst
+        assert_eq!(size(1e9, u32::MAX), 100); // capped at MAX_LEASE
+        assert_eq!(size(2.0, 3), 1); // slow callers ask for one at a time
+    }
+
+    #[tokio::test]
+    async fn replicas_sharing_redis_never_pass_more_than_the_bucket_holds() {
+        // Two gateway replicas on one Redis bucket: 400/s, burst 100, leases of 10.
+        let config = RateLimitConfig { calls_per_second: 400.0, burst: 100 };
+        let redis = branchscore_platform::config::RedisConfig {
+            url: branchscore_testkit::redis_url(),
+            key_prefix: format!("rate-test-{}:", uuid::Uuid::now_v7()),
+            ..branchscore_platform::config::RedisConfig::default()
+        };
+        let replicas = [
+            RateLimiter::new(Cache::from_config(&redis).expect("redis"), config),
+            RateLimiter::new(Cache::from_config(&redis).expect("redis"), config),
+        ];
+        let started = Instant::now();
+        let (mut passed, mut refusal) = (0u32, None);
+        for call in 0..400 {
+            match replicas[call % 2].take("erp").await {
+                Ok(()) => passed += 1,
+                Err(refused) => refusal = refusal.or(Some(refused)),
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        // What the bucket held, plus what refilled meanwhile: leases never add tokens.
+        let most = 100.0 + 400.0 * elapsed;
+        assert!(f64::from(passed) <= most.floor(), "{passed} passed in {elapsed:.3} s, at most {most:.1}");
+        // And they lose little: at most one lease of 10 per replica is held back.
+        assert!(f64::from(passed) >= 100.0 - 2.0 * 10.0, "{passed} passed");
+        let refused = refusal.expect("the bucket ran dry");
+        assert!(refused.retry_after.is_some_and(|wait| wait > Duration::ZERO));
+        let cache = Cache::from_config(&redis).expect("redis");
+        cache.delete(&["rate:erp".to_owned()]).await;
     }
 
     #[tokio::test]
