@@ -729,10 +729,7 @@ fn main() -> anyhow::Result<()> {
     eprintln!("loading {} clients and their scores ...", options.clients);
     let started = Instant::now();
     let (clients, record_bytes) = load.block_on(seed(&env, running.addr, options.clients))?;
-    eprintln!(
-        "  loaded in {:.1} s; mean score record {record_bytes} bytes",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("  loaded in {:.1} s; mean score record {record_bytes} bytes", started.elapsed().as_secs_f64());
 
     let mut tokens: BTreeMap<String, AsciiMetadataValue> = BTreeMap::new();
     for client in &clients {
