@@ -14,7 +14,6 @@ use branchscore_proto::common::v1::Date;
 use branchscore_scoring::batch::{self, ClientFacts};
 use branchscore_scoring::window::{AnalysisWindow, LifecyclePeriods};
 use chrono::NaiveDate;
-use futures::StreamExt;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -24,8 +23,6 @@ const LOCK_KEY: i64 = 0x4253_5245_434f_4d50;
 /// Scores per cache pipeline: small enough to finish within the cache's short
 /// command timeout (a slow pipeline counts as failed, and is only a miss later).
 const CACHE_CHUNK: usize = 1_000;
-/// Cache pipelines in flight: Redis works on one while the next is encoded and sent.
-const CACHE_PIPELINES: usize = 4;
 
 /// Receives (phase, done, total) as the run advances.
 pub trait Progress: Send {
@@ -97,30 +94,31 @@ impl Recompute {
             }
         });
         tokio::try_join!(monthly, bought)?;
+        drop(index);
         for (facts, lines) in facts.iter_mut().zip(product_line_breadth(&purchased, &products, &catalogue)) {
             facts.product_lines = lines;
         }
         progress.report(RecomputePhase::Aggregating, total, total);
 
-        let ids: Vec<String> = population.iter().map(|c| c.id.clone()).collect();
-        let satisfaction = match (&self.satisfaction, credentials) {
-            (Some(source), Some(credentials)) => source.of(&ids, as_of, credentials).await,
-            _ => None,
-        };
-        let rated = satisfaction.as_ref().map_or(0, |s| s.len());
-        if let Some(satisfaction) = &satisfaction {
-            for (facts, id) in facts.iter_mut().zip(&ids) {
-                facts.satisfaction = satisfaction.get(id).copied();
+        let rated = match (&self.satisfaction, credentials) {
+            (Some(source), Some(credentials)) => {
+                let ids: Vec<String> = population.iter().map(|c| c.id.clone()).collect();
+                let satisfaction = source.of(&ids, as_of, credentials).await.unwrap_or_default();
+                for (facts, id) in facts.iter_mut().zip(&ids) {
+                    facts.satisfaction = satisfaction.get(id).copied();
+                }
+                satisfaction.len()
             }
-        }
+            _ => 0,
+        };
 
         progress.report(RecomputePhase::Classifying, 0, total);
         let currency = self.currency.clone();
         let compute_time = branchscore_proto::convert::timestamp(chrono::Utc::now());
         let version = stored.version;
-        let population_for_scores = population.clone();
+        // What is no longer needed is dropped as soon as it is not: the peak
+        // is when the facts, their evaluation and the encoded scores meet.
         let (rows, profiles, clustering, rules) = tokio::task::spawn_blocking(move || -> AppResult<_> {
-            let population = population_for_scores;
             let portfolio = maturity_batch::assess(
                 &population,
                 &segments,
@@ -130,26 +128,28 @@ impl Recompute {
                 settings.basket_min_support,
             )
             .map_err(AppError::internal)?;
+            drop((purchased, products, recorded));
             for (facts, maturity) in facts.iter_mut().zip(&portfolio.maturity) {
                 facts.maturity = *maturity;
             }
             let evaluation = batch::evaluate(as_of, &settings, &facts).map_err(AppError::internal)?;
+            drop(facts);
             let context = ScoreContext { as_of, settings_version: version, currency: &currency, compute_time };
-            let rows: Vec<ScoreRow> = population
-                .iter()
-                .zip(&evaluation.clients)
-                .zip(&portfolio.segments)
-                .map(|((client, e), segment)| {
-                    let segment = segment.as_deref().unwrap_or_default();
-                    ScoreRow::from(&explain::client_score(&client.id, &client.branch_id, segment, e, &context))
-                })
-                .collect();
             let profiles = evaluation
                 .clustering
                 .as_ref()
                 .map(|c| explain::cluster_profiles(&c.profiles, &currency))
                 .unwrap_or_default();
             let clustering = evaluation.clustering.as_ref().map_or((0, 0.0), |c| (c.k, c.silhouette.unwrap_or(0.0)));
+            let rows: Vec<ScoreRow> = population
+                .into_iter()
+                .zip(evaluation.clients)
+                .zip(portfolio.segments)
+                .map(|((client, e), segment)| {
+                    let segment = segment.as_deref().unwrap_or_default();
+                    ScoreRow::from(&explain::client_score(&client.id, &client.branch_id, segment, &e, &context))
+                })
+                .collect();
             Ok((rows, profiles, clustering, portfolio.rules))
         })
         .await
@@ -173,20 +173,13 @@ impl Recompute {
         tx.commit().await?;
 
         // Postgres holds the truth now; the cache only has to catch up.
+        // One pipeline at a time: several in flight queue behind each other in
+        // Redis and miss the command timeout (half the scores went uncached in
+        // a benchmark run with four).
         let mut cached = 0u64;
-        let entries = rows.chunks(CACHE_CHUNK).map(cache_entries);
-        let (cache, ttl) = (self.cache.clone(), self.score_cache_ttl);
-        let mut pipelines = futures::stream::iter(entries)
-            .map(move |entries| {
-                let cache = cache.clone();
-                async move {
-                    cache.set_many(&entries, ttl).await;
-                    entries.len() as u64
-                }
-            })
-            .buffer_unordered(CACHE_PIPELINES);
-        while let Some(sent) = pipelines.next().await {
-            cached += sent;
+        for chunk in rows.chunks(CACHE_CHUNK) {
+            self.cache.set_many(&cache_entries(chunk), self.score_cache_ttl).await;
+            cached += chunk.len() as u64;
             progress.report(RecomputePhase::Caching, cached, total);
         }
         let summary = RecomputeSummary {
