@@ -9,6 +9,7 @@ use branchscore_platform::client::CallCredentials;
 use branchscore_platform::config::CompanyConfig;
 use branchscore_platform::validate::Violations;
 use branchscore_platform::{AppError, AppResult, Principal, Role};
+use branchscore_platform::{db, deadline};
 use branchscore_proto::clients::v1::scoring_service_server::ScoringService;
 use branchscore_proto::clients::v1::*;
 use branchscore_proto::common::v1::Date;
@@ -411,6 +412,7 @@ impl ScoringService for ScoringApi {
     ) -> Result<Response<GetClientFactsResponse>, Status> {
         let principal = Principal::of(&request)?.clone();
         principal.require(&Role::ALL)?;
+        let limit = deadline::of_request(&request);
         let body = request.into_inner();
         let (from, to) = (body.from.and_then(|d| d.to_naive()), body.to.and_then(|d| d.to_naive()));
         let granularity = match Granularity::try_from(body.granularity) {
@@ -443,10 +445,14 @@ impl ScoringService for ScoringApi {
         }
         let scope = principal.branch_filter();
         let stored = store::settings::effective(self.pool(), to).await.map_err(AppError::from)?;
+        // Both statements stop at the caller's deadline instead of running on for a caller that has gone.
+        let (mut days_tx, mut sales_tx) =
+            tokio::try_join!(db::read_within(self.pool(), limit), db::read_within(self.pool(), limit))
+                .map_err(AppError::from)?;
         let (clients, sales) = tokio::try_join!(
-            store::client_purchase_days(self.pool(), to, scope.as_deref(), &body.branch_id, &body.employee_id),
+            store::client_purchase_days(&mut days_tx, to, scope.as_deref(), &body.branch_id, &body.employee_id),
             store::daily_sales(
-                self.pool(),
+                &mut sales_tx,
                 from,
                 to,
                 scope.as_deref(),

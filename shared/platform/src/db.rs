@@ -3,8 +3,9 @@
 use crate::config::DatabaseConfig;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Transaction};
 use std::str::FromStr;
+use std::time::Duration;
 
 /// Creates the configured database when it does not exist yet.
 pub async fn ensure_database(config: &DatabaseConfig) -> anyhow::Result<()> {
@@ -75,4 +76,59 @@ pub async fn is_migrated(pool: &PgPool, migrator: &Migrator) -> anyhow::Result<b
     let applied: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool).await?;
     Ok(migrator.iter().filter(|m| m.migration_type.is_up_migration()).all(|m| applied.contains(&m.version)))
+}
+
+/// A read-only transaction whose statements Postgres cancels once they run
+/// longer than `limit` (`None`: no limit; use [`crate::deadline::of_request`]).
+/// Dropping a query's future does not stop its statement: without this, a
+/// report whose caller gave up keeps a backend busy until it is done. A
+/// statement cut short fails with DEADLINE_EXCEEDED. Drop the transaction
+/// when done (nothing to commit).
+pub async fn read_within(pool: &PgPool, limit: Option<Duration>) -> sqlx::Result<Transaction<'static, Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION READ ONLY").execute(&mut *tx).await?;
+    if let Some(limit) = limit {
+        // Whole milliseconds, at least one: 0 would mean no limit.
+        let millis = limit.as_millis().clamp(1, i32::MAX as u128);
+        sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+            .bind(millis.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(tx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AppError;
+    use crate::error::ErrorCode;
+    use std::time::Instant;
+
+    /// The server the tests create their databases on (see branchscore-testkit).
+    async fn server() -> PgPool {
+        let url = std::env::var("BRANCHSCORE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        PgPool::connect(&url).await.expect("the test Postgres")
+    }
+
+    #[tokio::test]
+    async fn a_statement_past_the_limit_is_cancelled_and_reads_only() {
+        let pool = server().await;
+        let mut tx = read_within(&pool, Some(Duration::from_millis(200))).await.expect("begin");
+        let started = Instant::now();
+        let err = sqlx::query("SELECT pg_sleep(5)").execute(&mut *tx).await.expect_err("cut short");
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+        assert_eq!(AppError::from(err).code, ErrorCode::DeadlineExceeded);
+        drop(tx);
+
+        let mut tx = read_within(&pool, None).await.expect("begin");
+        sqlx::query("SELECT pg_sleep(0.3)").execute(&mut *tx).await.expect("no limit");
+        let write = sqlx::query("CREATE TEMPORARY TABLE t (x int)").execute(&mut *tx).await;
+        assert!(write.is_err(), "a read-only transaction refuses writes");
+        drop(tx);
+        // The limit was local to the transaction: the pooled connection has none.
+        let after: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&pool).await.expect("show");
+        assert_eq!(after, "0");
+    }
 }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod copy;
 pub mod db;
+pub mod deadline;
 pub mod error;
 pub mod metrics;
 pub mod server;

@@ -256,9 +256,11 @@ impl Bench {
             }
             Path::InProcess => {
                 let stored = store::settings::effective(&self.pool, case.to).await?;
+                let (mut days_tx, mut sales_tx) =
+                    tokio::try_join!(db::read_within(&self.pool, None), db::read_within(&self.pool, None))?;
                 let (clients, sales) = tokio::try_join!(
-                    store::client_purchase_days(&self.pool, case.to, scope, &case.branch_id, ""),
-                    store::daily_sales(&self.pool, case.from, case.to, scope, &case.branch_id, "", false),
+                    store::client_purchase_days(&mut days_tx, case.to, scope, &case.branch_id, ""),
+                    store::daily_sales(&mut sales_tx, case.from, case.to, scope, &case.branch_id, "", false),
                 )?;
                 let lifecycle_months = stored.settings.lifecycle_period_months;
                 let rows = facts::assemble(&case.periods(), lifecycle_months, &clients, &sales, &self.currency, false)
@@ -269,14 +271,23 @@ impl Bench {
                 Ok(elapsed)
             }
             Path::PurchaseDays => {
-                let rows = store::client_purchase_days(&self.pool, case.to, scope, &case.branch_id, "").await?;
+                let mut conn = self.pool.acquire().await?;
+                let rows = store::client_purchase_days(&mut conn, case.to, scope, &case.branch_id, "").await?;
                 let elapsed = started.elapsed();
                 seen.purchase_days_rows = rows.len();
                 Ok(elapsed)
             }
             Path::DailySales => {
-                let rows =
-                    store::daily_sales(&self.pool, case.from, case.to, scope, &case.branch_id, "", false).await?;
+                let rows = store::daily_sales(
+                    &mut *self.pool.acquire().await?,
+                    case.from,
+                    case.to,
+                    scope,
+                    &case.branch_id,
+                    "",
+                    false,
+                )
+                .await?;
                 let elapsed = started.elapsed();
                 seen.daily_sales_rows = rows.len();
                 Ok(elapsed)

@@ -1,7 +1,7 @@
 //! The raw material of `GetClientFacts`: clients with their purchase days,
 //! and sales per day, branch, seller and kind.
 use chrono::NaiveDate;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 /// A client and every distinct day it made a purchase, up to a date.
 #[derive(Debug, Clone)]
@@ -16,7 +16,7 @@ pub struct ClientPurchaseDays {
 
 /// Clients known by `to` within the filters, with their purchase days up to `to`.
 pub async fn client_purchase_days(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     to: NaiveDate,
     scope: Option<&[String]>,
     branch_id: &str,
@@ -36,7 +36,7 @@ pub async fn client_purchase_days(
     .bind(scope)
     .bind(branch_id)
     .bind(employee_id)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     rows.iter()
         .map(|row| {
@@ -81,7 +81,7 @@ pub struct DailySales {
 /// bought the line's product line on an earlier day, else new direction.
 /// With `list_documents`, each row also names the documents it counts.
 pub async fn daily_sales(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     from: NaiveDate,
     to: NaiveDate,
     scope: Option<&[String]>,
@@ -125,7 +125,7 @@ pub async fn daily_sales(
     .bind(branch_id)
     .bind(employee_id)
     .bind(list_documents)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     rows.iter()
         .map(|row| {
