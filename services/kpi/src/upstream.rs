@@ -173,7 +173,10 @@ impl Upstream {
 
     /// Every employee of the caller's branches.
     pub async fn roster(&self, credentials: &CallCredentials) -> AppResult<Vec<Employee>> {
-        let clients = ClientsServiceClient::with_interceptor(self.clients.clone(), credentials.clone());
+        let clients = ClientsServiceClient::with_interceptor(
+            self.clients.clone(),
+            credentials.with_deadline(self.retry.deadline()),
+        );
         let reply = self
             .retry
             .call_idempotent(|| {
@@ -206,9 +209,18 @@ impl Upstream {
         to: NaiveDate,
     ) -> AppResult<BTreeMap<String, EmployeeFacts>> {
         let (from, to) = (Some(Date::from(from)), Some(Date::from(to)));
-        let clients = ScoringServiceClient::with_interceptor(self.clients.clone(), credentials.clone());
-        let pipeline = PipelineServiceClient::with_interceptor(self.pipeline.clone(), credentials.clone());
-        let feedback = FeedbackServiceClient::with_interceptor(self.feedback.clone(), credentials.clone());
+        let clients = ScoringServiceClient::with_interceptor(
+            self.clients.clone(),
+            credentials.with_deadline(self.retry.deadline()),
+        );
+        let pipeline = PipelineServiceClient::with_interceptor(
+            self.pipeline.clone(),
+            credentials.with_deadline(self.retry.deadline()),
+        );
+        let feedback = FeedbackServiceClient::with_interceptor(
+            self.feedback.clone(),
+            credentials.with_deadline(self.retry.deadline()),
+        );
         let client_facts = self.retry.call_idempotent(|| {
             let mut clients = clients.clone();
             let request = GetClientFactsRequest { from, to, include_sources: true, ..Default::default() };
@@ -250,7 +262,10 @@ impl Upstream {
         from: NaiveDate,
         to: NaiveDate,
     ) -> AppResult<Vec<MonthlySales>> {
-        let clients = ScoringServiceClient::with_interceptor(self.clients.clone(), credentials.clone());
+        let clients = ScoringServiceClient::with_interceptor(
+            self.clients.clone(),
+            credentials.with_deadline(self.retry.deadline()),
+        );
         let reply = self
             .retry
             .call_idempotent(|| {

@@ -7,6 +7,7 @@ use branchscore_platform::client::{CallCredentials, ClientConfig, RetryPolicy};
 use branchscore_platform::config::CompanyConfig;
 use branchscore_platform::validate::Violations;
 use branchscore_platform::{AppError, AppResult, Principal, Role};
+use branchscore_platform::{db, deadline};
 use branchscore_proto::clients::v1::GetClientRequest;
 use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
 use branchscore_proto::common::v1::{Date, FactSource, Granularity, Money};
@@ -728,7 +729,12 @@ impl PipelineService for PipelineApi {
         // Each deal becomes its path as it streams in; only the paths are kept.
         let mut paths = Vec::new();
         let mut losses: BTreeMap<usize, BTreeMap<String, i64>> = BTreeMap::new();
-        let streamed = store::funnel_deals(&self.pool, &pipeline.id, filter, from, to, |deal| {
+        // Both statements stop at the caller's deadline instead of running on for a caller that has gone.
+        let limit = deadline::of_request(&request);
+        let (mut deals_tx, mut leads_tx) =
+            tokio::try_join!(db::read_within(&self.pool, limit), db::read_within(&self.pool, limit))
+                .map_err(AppError::from)?;
+        let streamed = store::funnel_deals(&mut deals_tx, &pipeline.id, filter, from, to, |deal| {
             let path = deals::path(deal, open_stages);
             if let (Some(stage), Some(reason)) = (path.lost_at, &deal.loss_reason) {
                 let reasons = losses.entry(stage).or_default();
@@ -742,7 +748,8 @@ impl PipelineService for PipelineApi {
             paths.push(path);
         });
         let ((), (leads, converted)) =
-            tokio::try_join!(streamed, store::lead_conversion(&self.pool, filter, from, to)).map_err(AppError::from)?;
+            tokio::try_join!(streamed, store::lead_conversion(&mut leads_tx, filter, from, to))
+                .map_err(AppError::from)?;
         let funnel = rules::funnel(open_stages, &paths);
         let code = |i: usize| pipeline.stages.get(i).map(|s| s.code.clone()).unwrap_or_default();
         Ok(Response::new(GetFunnelResponse {
@@ -795,9 +802,10 @@ impl PipelineService for PipelineApi {
         let filter = Self::filter(principal, &scope, &body.branch_id, "")?;
         let today = self.today()?;
         let since = now() - chrono::Duration::days(365);
+        let mut leads_tx = db::read_within(&self.pool, deadline::of_request(&request)).await.map_err(AppError::from)?;
         let ((won, average_won, opened), (leads, converted)) = tokio::try_join!(
             store::win_measures(&self.pool, filter, since),
-            store::lead_conversion(&self.pool, filter, today - Days::new(365), today),
+            store::lead_conversion(&mut leads_tx, filter, today - Days::new(365), today),
         )
         .map_err(AppError::from)?;
         let win_rate = if opened > 0 { won as f64 / opened as f64 } else { 0.0 };
@@ -847,8 +855,9 @@ impl PipelineService for PipelineApi {
         };
         let scope = principal.branch_filter();
         let filter = Self::filter(principal, &scope, &body.branch_id, &body.employee_id)?;
+        let mut tx = db::read_within(&self.pool, deadline::of_request(&request)).await.map_err(AppError::from)?;
         let rows =
-            store::daily_pipeline(&self.pool, &self.company.time_zone, from, to, filter, now(), body.include_sources)
+            store::daily_pipeline(&mut tx, &self.company.time_zone, from, to, filter, now(), body.include_sources)
                 .await
                 .map_err(AppError::from)?;
         let periods = periods::split(from, to, granularity);

@@ -85,12 +85,15 @@ impl Upstream {
     }
 
     fn scoring(&self, credentials: &CallCredentials) -> ScoringServiceClient<WithToken> {
-        ScoringServiceClient::with_interceptor(self.clients.clone(), credentials.clone())
+        ScoringServiceClient::with_interceptor(self.clients.clone(), credentials.with_deadline(self.retry.deadline()))
     }
 
     /// Full names of the employees of the caller's branches, by id.
     pub async fn employee_names(&self, credentials: &CallCredentials) -> AppResult<HashMap<String, String>> {
-        let clients = ClientsServiceClient::with_interceptor(self.clients.clone(), credentials.clone());
+        let clients = ClientsServiceClient::with_interceptor(
+            self.clients.clone(),
+            credentials.with_deadline(self.retry.deadline()),
+        );
         let reply = self
             .read("clients", || {
                 let mut clients = clients.clone();
@@ -120,7 +123,10 @@ impl Upstream {
     }
 
     pub async fn client(&self, credentials: &CallCredentials, client_id: &str) -> AppResult<Client> {
-        let clients = ClientsServiceClient::with_interceptor(self.clients.clone(), credentials.clone());
+        let clients = ClientsServiceClient::with_interceptor(
+            self.clients.clone(),
+            credentials.with_deadline(self.retry.deadline()),
+        );
         let request = GetClientRequest { id: client_id.to_owned() };
         let reply = self
             .read("clients", || {
@@ -133,7 +139,10 @@ impl Upstream {
 
     /// The client's current score; `None` until it has been scored.
     pub async fn score(&self, credentials: &CallCredentials, client_id: &str) -> AppResult<Option<ClientScore>> {
-        let clients = ClientsServiceClient::with_interceptor(self.clients.clone(), credentials.clone());
+        let clients = ClientsServiceClient::with_interceptor(
+            self.clients.clone(),
+            credentials.with_deadline(self.retry.deadline()),
+        );
         // The batch read lists an unscored client as missing instead of
         // failing, so "not scored yet" is not mistaken for "no such client".
         let request = BatchGetClientScoresRequest { client_ids: vec![client_id.to_owned()] };
@@ -196,7 +205,10 @@ impl Upstream {
         credentials: &CallCredentials,
         request: GetFunnelRequest,
     ) -> AppResult<GetFunnelResponse> {
-        let pipeline = PipelineServiceClient::with_interceptor(self.pipeline.clone(), credentials.clone());
+        let pipeline = PipelineServiceClient::with_interceptor(
+            self.pipeline.clone(),
+            credentials.with_deadline(self.retry.deadline()),
+        );
         self.read("pipeline", || {
             let (mut pipeline, request) = (pipeline.clone(), request.clone());
             async move { pipeline.get_funnel(request).await }
@@ -209,7 +221,10 @@ impl Upstream {
         credentials: &CallCredentials,
         slice: Slice<'_>,
     ) -> AppResult<GetSatisfactionTrendResponse> {
-        let feedback = FeedbackServiceClient::with_interceptor(self.feedback.clone(), credentials.clone());
+        let feedback = FeedbackServiceClient::with_interceptor(
+            self.feedback.clone(),
+            credentials.with_deadline(self.retry.deadline()),
+        );
         let request = GetSatisfactionTrendRequest {
             from: Some(slice.from.into()),
             to: Some(slice.to.into()),
@@ -226,7 +241,10 @@ impl Upstream {
 
     /// Coverage per period by client class.
     pub async fn coverage(&self, credentials: &CallCredentials, slice: Slice<'_>) -> AppResult<GetCoverageResponse> {
-        let feedback = FeedbackServiceClient::with_interceptor(self.feedback.clone(), credentials.clone());
+        let feedback = FeedbackServiceClient::with_interceptor(
+            self.feedback.clone(),
+            credentials.with_deadline(self.retry.deadline()),
+        );
         let request = GetCoverageRequest {
             from: Some(slice.from.into()),
             to: Some(slice.to.into()),
@@ -246,7 +264,10 @@ impl Upstream {
         credentials: &CallCredentials,
         branch_id: &str,
     ) -> AppResult<GetComplaintAgingResponse> {
-        let complaints = ComplaintServiceClient::with_interceptor(self.feedback.clone(), credentials.clone());
+        let complaints = ComplaintServiceClient::with_interceptor(
+            self.feedback.clone(),
+            credentials.with_deadline(self.retry.deadline()),
+        );
         let request = GetComplaintAgingRequest { branch_id: branch_id.to_owned() };
         self.read("feedback", || {
             let (mut complaints, request) = (complaints.clone(), request.clone());
@@ -263,7 +284,8 @@ impl Upstream {
         version: i32,
         branch_id: &str,
     ) -> AppResult<BonusPeriod> {
-        let kpi = KpiServiceClient::with_interceptor(self.kpi.clone(), credentials.clone());
+        let kpi =
+            KpiServiceClient::with_interceptor(self.kpi.clone(), credentials.with_deadline(self.retry.deadline()));
         let request = GetPeriodRequest {
             from: Some(Date::from(from)),
             to: Some(Date::from(to)),
@@ -281,7 +303,8 @@ impl Upstream {
 
     /// Every scorecard version of every role.
     pub async fn scorecards(&self, credentials: &CallCredentials) -> AppResult<Vec<Scorecard>> {
-        let kpi = KpiServiceClient::with_interceptor(self.kpi.clone(), credentials.clone());
+        let kpi =
+            KpiServiceClient::with_interceptor(self.kpi.clone(), credentials.with_deadline(self.retry.deadline()));
         let reply = self
             .read("kpi", || {
                 let mut kpi = kpi.clone();

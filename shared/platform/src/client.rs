@@ -15,7 +15,9 @@ use tower::retry::budget::{Budget, TpsBudget};
 pub struct ClientConfig {
     #[serde(with = "crate::config::millis")]
     pub connect_timeout_ms: Duration,
-    /// Deadline of each call, sent to the server as `grpc-timeout`.
+    /// Deadline of each call: the channel gives up after it, and credentials
+    /// made [`CallCredentials::with_deadline`] also send it as `grpc-timeout`,
+    /// so the server stops the work it started for the call.
     #[serde(with = "crate::config::millis")]
     pub request_timeout_ms: Duration,
     /// Attempts of an idempotent call, the first included.
@@ -66,16 +68,25 @@ pub async fn wait_serving(channel: Channel, timeout: Duration) -> anyhow::Result
 #[derive(Clone, Debug)]
 pub struct CallCredentials {
     authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
+    /// Sent as `grpc-timeout` when the call has none of its own.
+    deadline: Option<Duration>,
 }
 
 impl CallCredentials {
     pub fn bearer(token: &str) -> anyhow::Result<Self> {
-        Ok(CallCredentials { authorization: Some(format!("Bearer {token}").parse()?) })
+        Ok(CallCredentials { authorization: Some(format!("Bearer {token}").parse()?), deadline: None })
+    }
+
+    /// The same credentials, every call also telling the server its deadline.
+    /// A channel's own timeout is not sent: without this the server goes on
+    /// with a call its caller has given up on.
+    pub fn with_deadline(&self, deadline: Duration) -> Self {
+        CallCredentials { deadline: Some(deadline), ..self.clone() }
     }
 
     /// Forwards the token of an incoming request (token propagation between services).
     pub fn forwarded<T>(incoming: &Request<T>) -> Self {
-        CallCredentials { authorization: incoming.metadata().get("authorization").cloned() }
+        CallCredentials { authorization: incoming.metadata().get("authorization").cloned(), deadline: None }
     }
 }
 
@@ -83,6 +94,11 @@ impl Interceptor for CallCredentials {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.authorization {
             request.metadata_mut().insert("authorization", value.clone());
+        }
+        if let Some(deadline) = self.deadline
+            && !request.metadata().contains_key(crate::deadline::GRPC_TIMEOUT)
+        {
+            request.set_timeout(deadline);
         }
         crate::telemetry::inject_current_context(request.metadata_mut());
         Ok(request)
@@ -99,6 +115,11 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The deadline of each call (`request_timeout_ms`).
+    pub fn deadline(&self) -> Duration {
+        self.config.request_timeout_ms
+    }
+
     pub fn new(config: &ClientConfig) -> Self {
         RetryPolicy {
             config: config.clone(),
@@ -147,6 +168,20 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_with_a_deadline_tell_the_server_unless_the_call_has_its_own() {
+        let mut credentials = CallCredentials::bearer("t").expect("token").with_deadline(Duration::from_millis(250));
+        let sent = credentials.call(Request::new(())).expect("intercepted");
+        assert_eq!(crate::deadline::of_request(&sent), Some(Duration::from_millis(250)));
+        assert_eq!(sent.metadata().get("authorization").and_then(|v| v.to_str().ok()), Some("Bearer t"));
+        let mut own = Request::new(());
+        own.set_timeout(Duration::from_secs(2));
+        let sent = credentials.call(own).expect("intercepted");
+        assert_eq!(crate::deadline::of_request(&sent), Some(Duration::from_secs(2)));
+        let mut plain = CallCredentials::bearer("t").expect("token");
+        assert_eq!(crate::deadline::of_request(&plain.call(Request::new(())).expect("intercepted")), None);
+    }
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! facts for kpi.
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 /// Whose numbers: the caller's branches (`None` = network), optionally one
 /// branch and one employee (empty = all).
@@ -57,7 +57,7 @@ pub struct FunnelDeal {
 /// (a loss enters no stage) in the order they were made. The rows stream
 /// sorted by deal, so only the current deal is held, not the whole range.
 pub async fn funnel_deals(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     pipeline_id: &str,
     filter: Filter<'_>,
     from: NaiveDate,
@@ -78,7 +78,7 @@ pub async fn funnel_deals(
     .bind(filter.employee_id)
     .bind(from)
     .bind(to)
-    .fetch(pool);
+    .fetch(&mut *conn);
     // The deal being read and its id; both are reused from one deal to the next.
     let mut current: Option<FunnelDeal> = None;
     let mut current_id = String::new();
@@ -120,7 +120,7 @@ pub async fn funnel_deals(
 
 /// Leads received in `[from, to]` and how many became deals.
 pub async fn lead_conversion(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     filter: Filter<'_>,
     from: NaiveDate,
     to: NaiveDate,
@@ -135,7 +135,7 @@ pub async fn lead_conversion(
     .bind(filter.employee_id)
     .bind(from)
     .bind(to)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     Ok((row.try_get("leads")?, row.try_get("converted")?))
 }
@@ -207,7 +207,7 @@ impl DailySources {
 /// (in the company's zone `zone`), `[from, to]`, as of `now`; with
 /// `list_sources`, each row also names the records it counts.
 pub async fn daily_pipeline(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     zone: &str,
     from: NaiveDate,
     to: NaiveDate,
@@ -278,6 +278,6 @@ pub async fn daily_pipeline(
     .bind(filter.employee_id)
     .bind(now)
     .bind(list_sources)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
 }
