@@ -95,11 +95,6 @@ impl BinaryRows {
         self.rows
     }
 
-    /// Bytes waiting to be taken.
-    pub fn pending(&self) -> usize {
-        self.buffer.len()
-    }
-
     /// The bytes encoded since the last take, to send now.
     pub fn take(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buffer)

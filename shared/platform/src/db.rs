@@ -86,15 +86,16 @@ pub async fn is_migrated(pool: &PgPool, migrator: &Migrator) -> anyhow::Result<b
 /// when done (nothing to commit).
 pub async fn read_within(pool: &PgPool, limit: Option<Duration>) -> sqlx::Result<Transaction<'static, Postgres>> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION READ ONLY").execute(&mut *tx).await?;
-    if let Some(limit) = limit {
-        // Whole milliseconds, at least one: 0 would mean no limit.
-        let millis = limit.as_millis().clamp(1, i32::MAX as u128);
-        sqlx::query("SELECT set_config('statement_timeout', $1, true)")
-            .bind(millis.to_string())
-            .execute(&mut *tx)
-            .await?;
-    }
+    // Whole milliseconds, at least one (0 would mean no limit); without a
+    // limit the session's own setting stays. One round trip for both.
+    let millis = limit.map(|limit| limit.as_millis().clamp(1, i32::MAX as u128).to_string());
+    sqlx::query(
+        "SELECT set_config('transaction_read_only', 'on', true),
+                set_config('statement_timeout', COALESCE($1, current_setting('statement_timeout')), true)",
+    )
+    .bind(millis)
+    .execute(&mut *tx)
+    .await?;
     Ok(tx)
 }
 
