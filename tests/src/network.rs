@@ -465,6 +465,13 @@ pub async fn load(url: &str, generator: &Arc<Generator>) -> anyhow::Result<Loade
         "sales lines",
     )
     .await?;
+    // The COPY bypassed ingestion, which keeps the purchase rollups.
+    let spinner = ProgressBar::new_spinner().with_message("building the purchase rollups");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let mut tx = conn.begin().await?;
+    branchscore_clients::store::rollups::rebuild(&mut tx).await?;
+    tx.commit().await?;
+    spinner.finish_with_message(format!("purchase rollups built in {:.1?}", spinner.elapsed()));
     conn.close().await?;
     Ok(Loaded { clients, lines })
 }

@@ -6,7 +6,7 @@ use branchscore_proto::common::v1::{Date, FactSource, Money};
 use branchscore_scoring::lifecycle::{self, EventCounts, LifecycleEvent, LifecycleFacts, LifecycleStatus};
 use branchscore_scoring::periods::{self, Period};
 use branchscore_scoring::window::{LifecyclePeriods, WindowError};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 /// Counts of one (period, branch, employee).
 #[derive(Debug, Default, Clone)]
@@ -34,20 +34,36 @@ impl Tally {
     }
 }
 
-/// Status of a client as of `day` (potential if not yet known to buy).
-fn status_on(
-    day: chrono::NaiveDate,
-    period_months: u32,
-    purchases: &[chrono::NaiveDate],
-) -> Result<LifecycleStatus, WindowError> {
-    let periods = LifecyclePeriods::as_of(day, period_months)?;
-    let facts = LifecycleFacts::from_dates(&periods, purchases.iter().copied());
-    Ok(lifecycle::status(&periods, &facts))
+/// Sources in one order whatever order the store returned rows in.
+fn sorted(mut sources: Vec<FactSource>) -> Vec<FactSource> {
+    sources.sort_unstable_by(|a, b| (&a.fact, &a.kind, &a.id).cmp(&(&b.fact, &b.kind, &b.id)));
+    sources
+}
+
+/// Tallies per (branch, employee), one per period, created when first counted.
+struct Tallies<'a> {
+    per_person: HashMap<(&'a str, &'a str), Vec<Option<Tally>>>,
+    periods: usize,
+    include_sources: bool,
+}
+
+impl<'a> Tallies<'a> {
+    fn get(&mut self, branch: &'a str, employee: &'a str, period: usize) -> &mut Tally {
+        let (periods, include_sources) = (self.periods, self.include_sources);
+        let row = self.per_person.entry((branch, employee)).or_insert_with(|| vec![None; periods]);
+        row[period].get_or_insert_with(|| Tally::new(include_sources))
+    }
+}
+
+/// Status of a client as of the end of `periods` (potential if not yet known to buy).
+fn status_on(periods: &LifecyclePeriods, purchases: &[chrono::NaiveDate]) -> LifecycleStatus {
+    lifecycle::status(periods, &LifecycleFacts::from_sorted_dates(periods, purchases))
 }
 
 /// One row per (period, branch, employee) with anything to report, in that
 /// order; with `include_sources`, each row lists the clients and documents
-/// it counts (`sales` must then carry their document ids).
+/// it counts (`sales` must then carry their document ids). Clients' purchase
+/// days must be sorted.
 pub fn assemble(
     periods: &[Period],
     lifecycle_months: u32,
@@ -56,21 +72,23 @@ pub fn assemble(
     currency: &str,
     include_sources: bool,
 ) -> Result<Vec<ClientFacts>, WindowError> {
-    let mut tallies: BTreeMap<(usize, &str, &str), Tally> = BTreeMap::new();
+    let mut tallies = Tallies { per_person: HashMap::new(), periods: periods.len(), include_sources };
+    let Some(first) = periods.first() else { return Ok(Vec::new()) };
+    let day_before = first.start.pred_opt().map(|day| LifecyclePeriods::as_of(day, lifecycle_months)).transpose()?;
+    let ends =
+        periods.iter().map(|p| LifecyclePeriods::as_of(p.end, lifecycle_months)).collect::<Result<Vec<_>, _>>()?;
     for client in clients {
-        let Some(first) = periods.first() else { break };
-        let mut before = match first.start.pred_opt() {
-            Some(day) if client.known_since <= day => status_on(day, lifecycle_months, &client.purchase_days)?,
+        let days = client.purchase_days.as_slice();
+        let mut before = match &day_before {
+            Some(day) if client.known_since <= day.as_of_date() => status_on(day, days),
             _ => LifecycleStatus::Potential,
         };
         for (i, period) in periods.iter().enumerate() {
-            if client.known_since > period.end && client.purchase_days.first().is_none_or(|d| *d > period.end) {
+            if client.known_since > period.end && days.first().is_none_or(|d| *d > period.end) {
                 continue;
             }
-            let after = status_on(period.end, lifecycle_months, &client.purchase_days)?;
-            let tally = tallies
-                .entry((i, &client.branch_id, &client.owner_employee_id))
-                .or_insert_with(|| Tally::new(include_sources));
+            let after = status_on(&ends[i], days);
+            let tally = tallies.get(&client.branch_id, &client.owner_employee_id, i);
             let change = lifecycle::transition(before, after);
             tally.events.add(&change);
             let event_fact = match change.event {
@@ -90,14 +108,13 @@ pub fn assemble(
                 tally.potential += 1;
                 tally.source("potential_clients", "client", &client.id);
             }
-            let mut bought = client.purchase_days.iter().filter(|d| period.start <= **d && **d <= period.end);
-            if let Some(first_in_period) = bought.next() {
+            let bought = &days[days.partition_point(|d| *d < period.start)..days.partition_point(|d| *d <= period.end)];
+            if let Some(first_in_period) = bought.first() {
                 tally.buying += 1;
                 tally.source("buying_clients", "client", &client.id);
                 // Purchase days are sorted: the client came back when the
                 // period holds a day after its first-ever one.
-                let first_ever = client.purchase_days.first();
-                if Some(first_in_period) != first_ever || bought.next().is_some() {
+                if Some(first_in_period) != days.first() || bought.len() > 1 {
                     tally.repeat_buyers += 1;
                     tally.source("repeat_buyers", "client", &client.id);
                 }
@@ -107,8 +124,7 @@ pub fn assemble(
     }
     for sale in sales {
         let Some(i) = periods::index_of(periods, sale.day) else { continue };
-        let tally =
-            tallies.entry((i, &sale.branch_id, &sale.employee_id)).or_insert_with(|| Tally::new(include_sources));
+        let tally = tallies.get(&sale.branch_id, &sale.employee_id, i);
         let (slot, fact) = match sale.kind {
             SaleKind::Primary => (0, "primary_sales"),
             SaleKind::Repeat => (1, "repeat_sales"),
@@ -123,9 +139,17 @@ pub fn assemble(
     let fact = |(documents, amount): (i64, i64)| {
         Some(SalesFact { documents, amount: Some(Money { minor_units: amount, currency: currency.to_owned() }) })
     };
-    Ok(tallies
+    let mut counted: Vec<(usize, &str, &str, Tally)> = tallies
+        .per_person
         .into_iter()
-        .map(|((i, branch, employee), t)| ClientFacts {
+        .flat_map(|((branch, employee), row)| {
+            row.into_iter().enumerate().filter_map(move |(i, t)| Some((i, branch, employee, t?)))
+        })
+        .collect();
+    counted.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    Ok(counted
+        .into_iter()
+        .map(|(i, branch, employee, t)| ClientFacts {
             period_start: Some(Date::from(periods[i].start)),
             period_end: Some(Date::from(periods[i].end)),
             branch_id: branch.to_owned(),
@@ -140,7 +164,7 @@ pub fn assemble(
             primary_sales: fact(t.sales[0]),
             repeat_sales: fact(t.sales[1]),
             new_direction_sales: fact(t.sales[2]),
-            sources: t.sources.unwrap_or_default(),
+            sources: t.sources.map(sorted).unwrap_or_default(),
         })
         .collect())
 }

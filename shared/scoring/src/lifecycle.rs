@@ -63,6 +63,22 @@ impl LifecycleFacts {
         }
         facts
     }
+
+    /// The same facts from dates sorted ascending, found by binary search:
+    /// a report judges a million clients at every period end.
+    pub fn from_sorted_dates(periods: &LifecyclePeriods, sorted: &[NaiveDate]) -> Self {
+        let Some(&first) = sorted.first().filter(|&&f| f <= periods.as_of_date()) else {
+            return Self::default();
+        };
+        let any_in = |after: NaiveDate, through: NaiveDate| {
+            sorted.get(sorted.partition_point(|d| *d <= after)).is_some_and(|d| *d <= through)
+        };
+        Self {
+            first_purchase: Some(first),
+            purchased_in_current: any_in(periods.current_after(), periods.as_of_date()),
+            purchased_in_previous: any_in(periods.previous_after(), periods.current_after()),
+        }
+    }
 }
 
 /// Status of one client. The first purchase itself counts as a purchase in
@@ -258,5 +274,26 @@ mod tests {
         assert_eq!(pairs, [(Potential, New), (Regular, Lost), (Lost, Restored), (New, Regular)]);
         let counts: EventCounts = changes.iter().collect();
         assert_eq!(counts, EventCounts { acquired: 1, lost: 1, restored: 1 });
+    }
+
+    proptest::proptest! {
+        /// The binary search finds the same facts as the scan, as of any day
+        /// and with any lifecycle period.
+        #[test]
+        fn sorted_search_agrees_with_the_scan(
+            offsets in proptest::collection::vec(0u32..1500, 0..20),
+            as_of_offset in 0u32..1600,
+            months in 1u32..=6,
+        ) {
+            let base = d(2023, 1, 1);
+            let mut dates: Vec<NaiveDate> = offsets.iter().map(|o| base + chrono::Days::new(u64::from(*o))).collect();
+            dates.sort();
+            dates.dedup();
+            let periods = LifecyclePeriods::as_of(base + chrono::Days::new(u64::from(as_of_offset)), months).unwrap();
+            proptest::prop_assert_eq!(
+                LifecycleFacts::from_sorted_dates(&periods, &dates),
+                LifecycleFacts::from_dates(&periods, dates.iter().copied())
+            );
+        }
     }
 }

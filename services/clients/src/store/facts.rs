@@ -1,5 +1,6 @@
 //! The raw material of `GetClientFacts`: clients with their purchase days,
 //! and sales per day, branch, seller and kind.
+use super::rollups;
 use chrono::NaiveDate;
 use sqlx::{PgConnection, PgPool, Row};
 
@@ -14,7 +15,8 @@ pub struct ClientPurchaseDays {
     pub purchase_days: Vec<NaiveDate>,
 }
 
-/// Clients known by `to` within the filters, with their purchase days up to `to`.
+/// Clients known by `to` within the filters, with their purchase days up to
+/// `to` (from the rollup ingestion keeps).
 pub async fn client_purchase_days(
     conn: &mut PgConnection,
     to: NaiveDate,
@@ -24,13 +26,10 @@ pub async fn client_purchase_days(
 ) -> sqlx::Result<Vec<ClientPurchaseDays>> {
     let rows = sqlx::query(
         "SELECT c.id, c.branch_id, COALESCE(c.owner_employee_id, '') AS owner, c.known_since,
-                COALESCE(array_agg(DISTINCT t.business_date ORDER BY t.business_date)
-                         FILTER (WHERE t.business_date IS NOT NULL), '{}') AS days
-         FROM clients c
-         LEFT JOIN transaction_lines t ON t.client_id = c.id AND t.business_date <= $1 AND t.amount_minor > 0
+                COALESCE(h.purchase_days, '{}') AS days
+         FROM clients c LEFT JOIN client_purchase_history h ON h.client_id = c.id
          WHERE ($2::text[] IS NULL OR c.branch_id = ANY($2)) AND ($3 = '' OR c.branch_id = $3)
-           AND ($4 = '' OR c.owner_employee_id = $4)
-         GROUP BY c.id HAVING c.known_since <= $1 OR count(t.id) > 0",
+           AND ($4 = '' OR c.owner_employee_id = $4) AND (c.known_since <= $1 OR h.purchase_days[1] <= $1)",
     )
     .bind(to)
     .bind(scope)
@@ -40,12 +39,14 @@ pub async fn client_purchase_days(
     .await?;
     rows.iter()
         .map(|row| {
+            let mut purchase_days: Vec<NaiveDate> = row.try_get("days")?;
+            purchase_days.truncate(purchase_days.partition_point(|day| *day <= to));
             Ok(ClientPurchaseDays {
                 id: row.try_get("id")?,
                 branch_id: row.try_get("branch_id")?,
                 owner_employee_id: row.try_get("owner")?,
                 known_since: row.try_get("known_since")?,
-                purchase_days: row.try_get("days")?,
+                purchase_days,
             })
         })
         .collect()
@@ -79,7 +80,8 @@ pub struct DailySales {
 /// primary if the line belongs to the client's first purchase document (the
 /// earliest day, then the smallest document id), else repeat if the client
 /// bought the line's product line on an earlier day, else new direction.
-/// With `list_documents`, each row also names the documents it counts.
+/// Read from the rollup ingestion keeps; with `list_documents`, computed
+/// from the lines so that each row also names the documents it counts.
 pub async fn daily_sales(
     conn: &mut PgConnection,
     from: NaiveDate,
@@ -89,44 +91,15 @@ pub async fn daily_sales(
     employee_id: &str,
     list_documents: bool,
 ) -> sqlx::Result<Vec<DailySales>> {
-    let rows = sqlx::query(
-        "WITH sold AS (
-             SELECT t.*, p.product_line_id FROM transaction_lines t JOIN products p ON p.id = t.product_id
-             WHERE t.business_date BETWEEN $1 AND $2 AND t.amount_minor > 0
-               AND ($3::text[] IS NULL OR t.branch_id = ANY($3)) AND ($4 = '' OR t.branch_id = $4)
-               AND ($5 = '' OR t.employee_id = $5)
-         ),
-         history AS (
-             SELECT t.client_id, t.business_date, t.document_id, p.product_line_id
-             FROM transaction_lines t JOIN products p ON p.id = t.product_id
-             WHERE t.amount_minor > 0 AND t.business_date <= $2 AND t.client_id IN (SELECT client_id FROM sold)
-         ),
-         first_document AS (
-             SELECT DISTINCT ON (client_id) client_id, document_id FROM history
-             ORDER BY client_id, business_date, document_id
-         ),
-         first_in_line AS (
-             SELECT client_id, product_line_id, min(business_date) AS first_day FROM history GROUP BY 1, 2
-         )
-         SELECT s.business_date AS day, s.branch_id, s.employee_id,
-                CASE WHEN s.document_id = f.document_id THEN 0
-                     WHEN l.first_day < s.business_date THEN 1 ELSE 2 END AS kind,
-                count(DISTINCT s.document_id) AS documents, sum(s.amount_minor)::bigint AS amount,
-                COALESCE(array_agg(DISTINCT s.document_id ORDER BY s.document_id) FILTER (WHERE $6), '{}')
-                    AS document_ids
-         FROM sold s
-         JOIN first_document f ON f.client_id = s.client_id
-         JOIN first_in_line l ON l.client_id = s.client_id AND l.product_line_id = s.product_line_id
-         GROUP BY 1, 2, 3, 4",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(scope)
-    .bind(branch_id)
-    .bind(employee_id)
-    .bind(list_documents)
-    .fetch_all(&mut *conn)
-    .await?;
+    let statement = if list_documents { rollups::DAILY_SALES_WITH_DOCUMENTS } else { rollups::DAILY_SALES };
+    let rows = sqlx::query(statement)
+        .bind(from)
+        .bind(to)
+        .bind(scope)
+        .bind(branch_id)
+        .bind(employee_id)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter()
         .map(|row| {
             let kind = match row.try_get::<i32, _>("kind")? {

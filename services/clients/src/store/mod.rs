@@ -2,6 +2,7 @@
 //! branch filter (`None` = whole network) so scope is enforced in SQL.
 mod aggregates;
 mod facts;
+pub mod rollups;
 mod scores;
 mod segments;
 pub mod settings;
@@ -147,11 +148,23 @@ pub async fn list_employees(pool: &PgPool, scope: Option<&[String]>, branch_id: 
         .collect()
 }
 
+/// Upserts the catalogue; moving a product to another product line
+/// reclassifies past sales, so the purchase rollups are then rebuilt.
 pub async fn upsert_products(
     tx: &mut Transaction<'_, Postgres>,
     lines: &[ProductLine],
     products: &[Product],
 ) -> sqlx::Result<()> {
+    let ids: Vec<String> = products.iter().map(|p| p.id.clone()).collect();
+    let product_lines: Vec<String> = products.iter().map(|p| p.product_line_id.clone()).collect();
+    let moved: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM products p JOIN UNNEST($1::text[], $2::text[]) AS n(id, line) ON n.id = p.id
+                        WHERE p.product_line_id <> n.line)",
+    )
+    .bind(&ids)
+    .bind(&product_lines)
+    .fetch_one(&mut **tx)
+    .await?;
     sqlx::query(
         "INSERT INTO product_lines (id, name) SELECT * FROM UNNEST($1::text[], $2::text[])
          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, updated_at = now()",
@@ -165,11 +178,14 @@ pub async fn upsert_products(
          ON CONFLICT (id) DO UPDATE SET product_line_id = EXCLUDED.product_line_id, name = EXCLUDED.name,
              updated_at = now()",
     )
-    .bind(products.iter().map(|p| p.id.clone()).collect::<Vec<_>>())
-    .bind(products.iter().map(|p| p.product_line_id.clone()).collect::<Vec<_>>())
+    .bind(&ids)
+    .bind(&product_lines)
     .bind(products.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
+    if moved {
+        rollups::rebuild(tx).await?;
+    }
     Ok(())
 }
 

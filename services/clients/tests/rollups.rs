@@ -1,0 +1,193 @@
+//! The purchase rollups ingestion keeps agree with a from-scratch
+//! computation over the stored lines, whatever the order and concurrency of
+//! the batches that brought them, and after a product moves to another line.
+use branchscore_platform::Role;
+use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
+use branchscore_proto::clients::v1::*;
+use branchscore_proto::common::v1::{Granularity, Money};
+use branchscore_testkit::authorized;
+use chrono::NaiveDate;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sqlx::PgPool;
+
+mod common;
+use common::*;
+
+/// Sales per day, branch, seller and kind computed from the lines alone.
+const SALES_FROM_LINES: &str = "WITH sold AS (
+         SELECT t.*, p.product_line_id FROM transaction_lines t JOIN products p ON p.id = t.product_id
+         WHERE t.amount_minor > 0
+     ),
+     first_document AS (
+         SELECT DISTINCT ON (client_id) client_id, document_id FROM sold ORDER BY client_id, business_date, document_id
+     ),
+     first_in_line AS (SELECT client_id, product_line_id, min(business_date) AS first_day FROM sold GROUP BY 1, 2)
+     SELECT s.business_date, s.branch_id, s.employee_id,
+            (CASE WHEN s.document_id = f.document_id THEN 0 WHEN l.first_day < s.business_date THEN 1 ELSE 2 END)::int4,
+            count(DISTINCT s.document_id), sum(s.amount_minor)::bigint
+     FROM sold s
+     JOIN first_document f ON f.client_id = s.client_id
+     JOIN first_in_line l ON l.client_id = s.client_id AND l.product_line_id = s.product_line_id
+     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4";
+
+type SalesRow = (NaiveDate, String, String, i32, i64, i64);
+
+/// Asserts that every rollup, once the stale days are refreshed as a read
+/// does, equals its computation from the lines.
+async fn assert_rollups_match_lines(pool: &PgPool, when: &str) {
+    let (first, last) =
+        (NaiveDate::from_ymd_opt(2000, 1, 1).expect("day"), NaiveDate::from_ymd_opt(2100, 1, 1).expect("day"));
+    branchscore_clients::store::rollups::refresh_stale_days(pool, first, last).await.expect("refresh");
+    let stale: i64 = sqlx::query_scalar("SELECT count(*) FROM stale_sales_days").fetch_one(pool).await.expect("stale");
+    assert_eq!(stale, 0, "{when}: days left stale");
+    let expected: Vec<SalesRow> = sqlx::query_as(SALES_FROM_LINES).fetch_all(pool).await.expect("from lines");
+    let kept: Vec<SalesRow> = sqlx::query_as(
+        "SELECT day, branch_id, employee_id, kind::int4, documents, amount_minor FROM daily_sales ORDER BY 1, 2, 3, 4",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("kept");
+    assert!(expected.len() > 50, "{when}: too few rows to mean anything ({})", expected.len());
+    assert_eq!(kept, expected, "{when}: daily_sales");
+    let days = "SELECT client_id, array_agg(DISTINCT business_date ORDER BY business_date) FROM transaction_lines
+                WHERE amount_minor > 0 GROUP BY 1 ORDER BY 1";
+    let expected: Vec<(String, Vec<NaiveDate>)> = sqlx::query_as(days).fetch_all(pool).await.expect("days");
+    let kept: Vec<(String, Vec<NaiveDate>)> =
+        sqlx::query_as("SELECT client_id, purchase_days FROM client_purchase_history ORDER BY 1")
+            .fetch_all(pool)
+            .await
+            .expect("kept days");
+    assert_eq!(kept, expected, "{when}: client_purchase_history");
+}
+
+/// Documents of one to three lines over a few dozen days (so that clients
+/// have several documents on one day), some with a return line.
+fn random_lines(rng: &mut ChaCha8Rng) -> Vec<TransactionLine> {
+    let products = ["P-LOAN", "P-LEASE", "P-CARD"];
+    let days: Vec<NaiveDate> = (0..40)
+        .map(|_| NaiveDate::from_ymd_opt(2025, 1, 1).expect("day") + chrono::Days::new(rng.random_range(0..640)))
+        .collect();
+    let mut lines = Vec::new();
+    for document in 0..220 {
+        let n = rng.random_range(1..=12);
+        let (client, branch, employee) =
+            if n <= 6 { (format!("C-{n:02}"), "WAW", "E-WAW") } else { (format!("C-{n:02}"), "KRK", "E-KRK") };
+        let day = days[rng.random_range(0..days.len())];
+        for l in 0..rng.random_range(1..=3) {
+            let returned = rng.random_bool(0.1);
+            let amount = rng.random_range(1_000..100_000) * if returned { -1 } else { 1 };
+            let mut line = line(&format!("L-{document}-{l}"), &client, branch, employee, amount);
+            line.document_id = format!("D-{document:03}");
+            line.product_id = products[rng.random_range(0..products.len())].into();
+            line.amount = Some(Money { minor_units: amount, currency: "PLN".into() });
+            line.business_date = Some(day.into());
+            line.kind = if returned { LineKind::Return } else { LineKind::Sale } as i32;
+            lines.push(line);
+        }
+    }
+    lines.shuffle(rng);
+    lines
+}
+
+#[tokio::test]
+async fn rollups_agree_with_the_lines_after_shuffled_concurrent_imports() {
+    let mut h = start().await;
+    seed(&mut h).await;
+    let admin = h.admin.clone();
+    let products = BatchUpsertProductsRequest {
+        product_lines: vec![
+            ProductLine { id: "PL-LEASING".into(), name: "Leasing".into() },
+            ProductLine { id: "PL-CARDS".into(), name: "Cards".into() },
+        ],
+        products: vec![
+            Product { id: "P-LEASE".into(), product_line_id: "PL-LEASING".into(), name: "Lease".into() },
+            Product { id: "P-CARD".into(), product_line_id: "PL-CARDS".into(), name: "Card".into() },
+        ],
+    };
+    h.client.batch_upsert_products(authorized(&admin, products.clone())).await.expect("products");
+    let clients = (1..=12)
+        .map(|n| {
+            if n <= 6 {
+                client(&format!("C-{n:02}"), "WAW", "E-WAW")
+            } else {
+                client(&format!("C-{n:02}"), "KRK", "E-KRK")
+            }
+        })
+        .collect();
+    h.client.batch_upsert_clients(authorized(&admin, BatchUpsertClientsRequest { clients })).await.expect("clients");
+
+    let lines = random_lines(&mut ChaCha8Rng::seed_from_u64(20261126));
+    let erp = h.env.token(Role::ErpIntegration, &["*"]);
+    // Four streams at once, each of several small batches, lines in random
+    // date order: later batches move first documents and first days back.
+    let streams = lines.chunks(lines.len().div_ceil(4)).map(|part| {
+        let mut client = h.client.clone();
+        let batches: Vec<ImportTransactionsRequest> =
+            part.chunks(7).map(|batch| ImportTransactionsRequest { lines: batch.to_vec() }).collect();
+        let request = authorized(&erp, tokio_stream::iter(batches));
+        async move { client.import_transactions(request).await.map(|reply| reply.into_inner()) }
+    });
+    let replies = futures::future::try_join_all(streams).await.expect("imports");
+    assert_eq!(replies.iter().map(|r| r.rejected).sum::<i64>(), 0, "{replies:?}");
+    assert_eq!(replies.iter().map(|r| r.accepted).sum::<i64>(), lines.len() as i64);
+    let pool = PgPool::connect(&h.env.database.url).await.expect("pool");
+    assert_rollups_match_lines(&pool, "after the imports").await;
+
+    // Purchases dated before everything else: the clients' old first
+    // documents are no longer primary and their credit lines bought on the
+    // old first day become repeats, on days this batch does not touch.
+    let earliest: Vec<TransactionLine> = ["C-01", "C-07"]
+        .iter()
+        .map(|client| {
+            let (branch, employee) = if *client == "C-01" { ("WAW", "E-WAW") } else { ("KRK", "E-KRK") };
+            TransactionLine {
+                business_date: date(2024, 12, 2),
+                ..line(&format!("EARLY-{client}"), client, branch, employee, 900)
+            }
+        })
+        .collect();
+    let reply = h
+        .client
+        .import_transactions(authorized(&erp, tokio_stream::iter([ImportTransactionsRequest { lines: earliest }])))
+        .await
+        .expect("earliest")
+        .into_inner();
+    assert_eq!(reply.accepted, 2);
+    assert_rollups_match_lines(&pool, "after purchases dated before all others").await;
+
+    // A re-sent batch changes nothing.
+    let again = ImportTransactionsRequest { lines: lines[..40].to_vec() };
+    h.client.import_transactions(authorized(&erp, tokio_stream::iter([again]))).await.expect("re-sent");
+    assert_rollups_match_lines(&pool, "after a re-sent batch").await;
+
+    // Cards become leasing: what was a new direction may now be a repeat.
+    let mut moved = products;
+    moved.products[1].product_line_id = "PL-LEASING".into();
+    h.client.batch_upsert_products(authorized(&admin, moved)).await.expect("moved");
+    assert_rollups_match_lines(&pool, "after P-CARD moved to PL-LEASING").await;
+
+    // The facts read from the rollups equal those computed from the lines
+    // with their sources listed.
+    let mut scoring = ScoringServiceClient::new(branchscore_testkit::channel(h.addr).await);
+    let ask = |include_sources: bool| {
+        authorized(
+            &admin,
+            GetClientFactsRequest {
+                from: date(2025, 1, 1),
+                to: date(2026, 10, 31),
+                granularity: Granularity::Month as i32,
+                include_sources,
+                ..Default::default()
+            },
+        )
+    };
+    let plain = scoring.get_client_facts(ask(false)).await.expect("plain").into_inner().facts;
+    let listed = scoring.get_client_facts(ask(true)).await.expect("listed").into_inner().facts;
+    let without_sources: Vec<ClientFacts> =
+        listed.iter().map(|row| ClientFacts { sources: Vec::new(), ..row.clone() }).collect();
+    assert!(plain.len() > 20, "{}", plain.len());
+    assert_eq!(plain, without_sources);
+    pool.close().await;
+}
