@@ -1,9 +1,9 @@
 -- What GetClientFacts needs, kept at import instead of aggregated from every
 -- transaction line on each call (a year's report over a million clients
 -- took 86-91 s that way: docs/benchmarks.md). Only purchases (lines with a
--- positive amount) count in all three. Ingestion merges a batch into the
--- per-client rollups and marks the days whose sales it may reclassify as
--- stale; a read refreshes the stale days it needs (store/rollups.rs).
+-- positive amount) count in all three. Ingestion only records which clients
+-- and days a batch touched; reads and a background task refresh them
+-- (store/rollups.rs).
 
 -- Each client's purchase days, sorted, and its first purchase document
 -- (the earliest day, then the smallest document id).
@@ -34,7 +34,16 @@ CREATE TABLE daily_sales (
     PRIMARY KEY (day, branch_id, employee_id, kind)
 );
 
--- Days whose daily_sales must be recomputed from the lines before use.
+-- The clients and days of each committed import batch not yet refreshed:
+-- appended in the batch's transaction, so it is visible exactly when the
+-- batch's lines are.
+CREATE TABLE import_marks (
+    id       bigserial PRIMARY KEY,
+    clients  text[] NOT NULL,
+    days     date[] NOT NULL
+);
+
+-- Days whose daily_sales must be recomputed before use.
 CREATE TABLE stale_sales_days (
     day  date PRIMARY KEY
 );

@@ -496,7 +496,7 @@ impl ClientsService for ClientsApi {
             inserts.spawn(async move {
                 let mut tx = pool.begin().await?;
                 let inserted = store::insert_transaction_lines(&mut tx, &ruling.accepted).await?;
-                store::rollups::merge_imported(&mut tx, &ruling.accepted).await?;
+                store::rollups::mark_imported(&mut tx, &ruling.accepted).await?;
                 tx.commit().await?;
                 Ok((ruling.accepted.len() as u64, inserted))
             });

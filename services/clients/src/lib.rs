@@ -4,6 +4,7 @@
 pub mod api;
 pub mod explain;
 pub mod facts;
+pub mod freshness;
 pub mod ingest;
 pub mod maturity_batch;
 pub mod nightly;
@@ -80,6 +81,11 @@ pub async fn run(
                 score_cache_ttl: ttl,
                 satisfaction: feedback.clone().map(|channel| SatisfactionSource::new(channel, &platform.peers.client)),
             };
+            tokio::spawn(freshness::keep_fresh(
+                context.pool.clone(),
+                freshness::REFRESH_EVERY,
+                nightly_shutdown.clone(),
+            ));
             if let Some(at) = nightly_at {
                 let own = nightly::service_credentials(&platform.auth);
                 tokio::spawn(nightly::schedule(recompute.clone(), context.company.clone(), at, own, nightly_shutdown));

@@ -445,8 +445,8 @@ impl ScoringService for ScoringApi {
         }
         let scope = principal.branch_filter();
         let stored = store::settings::effective(self.pool(), to).await.map_err(AppError::from)?;
-        // Days whose sales a recent import may have reclassified are recomputed first.
-        store::rollups::refresh_stale_days(self.pool(), from, to).await.map_err(AppError::from)?;
+        // What imports since the last refresh touched is recomputed first.
+        store::rollups::refresh(self.pool(), from, to).await.map_err(AppError::from)?;
         // Both statements stop at the caller's deadline instead of running on for a caller that has gone.
         let (mut days_tx, mut sales_tx) =
             tokio::try_join!(db::read_within(self.pool(), limit), db::read_within(self.pool(), limit))

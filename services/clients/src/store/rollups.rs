@@ -1,27 +1,24 @@
-//! Purchase rollups kept at import (migration 20261126000006): each client's
-//! purchase days and first document, its first day per product line, and
-//! sales per day, branch, seller and kind. `GetClientFacts` reads these
-//! instead of aggregating every transaction line on each call.
+//! Purchase rollups (migration 20261126000006): each client's purchase days
+//! and first document, its first day per product line, and sales per day,
+//! branch, seller and kind. `GetClientFacts` reads these instead of
+//! aggregating every transaction line on each call.
 //!
-//! A batch merges its purchases into the per-client rollups (a union of
-//! days and minima: re-sent lines change nothing) and marks stale every day
-//! whose sales it may reclassify: its own days, the old first-document day
-//! of a client whose first document moved, the old first day of a product
-//! line a client now bought earlier. Client advisory locks make the "old"
-//! values exact under concurrent batches. A read first recomputes the stale
-//! days of its range ([`refresh_stale_days`]). Marking a day takes a row
-//! lock that a refresh holds until it commits, so a batch committing lines
-//! of a day being refreshed marks it again afterwards: no line is missed.
+//! Ingestion only appends a mark naming the clients and days a batch
+//! touched ([`mark_imported`]), in the batch's transaction: it waits for
+//! nothing, and a refresh sees the mark exactly when it can see the lines.
+//! A refresh ([`refresh`]: before a read, and every few seconds in the
+//! background) recomputes the marked clients from their lines, marks stale
+//! their days and every day their new firsts reclassify (the old
+//! first-document day, the old first day of a product line), and
+//! recomputes the stale days. Refreshes take turns on an advisory lock, so
+//! an older snapshot never overwrites a newer result.
 use super::NewTransactionLine;
 use chrono::NaiveDate;
 use sqlx::{PgConnection, PgPool, Row};
 use std::collections::{BTreeSet, HashMap};
 
-/// Advisory lock class (two-key form) of the clients' rollups; clients
-/// share a lock per bucket so that a batch of 10 000 clients holds at most
-/// this many locks (each takes a slot of Postgres's shared lock table).
-const CLIENT_LOCK: i32 = 0x726f_6c6c;
-const CLIENT_LOCK_BUCKETS: i32 = 64;
+/// The advisory lock refreshes take turns on.
+const REFRESH_LOCK: i64 = 0x726f_6c6c_7570;
 
 /// Purchase lines with what classifies them: the client's first document
 /// and its first day in the line's product line.
@@ -74,114 +71,149 @@ pub(super) const DAILY_SALES_WITH_DOCUMENTS: &str = concat!(
       GROUP BY 1, 2, 3, 4"
 );
 
-/// Merges the purchases among `lines` (just inserted in the same
-/// transaction; re-sent ones included) into the per-client rollups and marks
-/// the days they may reclassify stale.
-pub async fn merge_imported(conn: &mut PgConnection, lines: &[NewTransactionLine]) -> sqlx::Result<()> {
-    let purchases: Vec<&NewTransactionLine> = lines.iter().filter(|l| l.amount_minor > 0).collect();
-    if purchases.is_empty() {
+/// Recomputes the purchase history of the clients in `$1`.
+const CLIENT_HISTORIES: &str = "INSERT INTO client_purchase_history (client_id, purchase_days, first_document_id)
+     SELECT client_id, array_agg(DISTINCT business_date ORDER BY business_date),
+            (array_agg(document_id ORDER BY business_date, document_id))[1]
+     FROM transaction_lines WHERE amount_minor > 0 AND client_id = ANY($1) GROUP BY client_id
+     ON CONFLICT (client_id) DO UPDATE
+         SET purchase_days = EXCLUDED.purchase_days, first_document_id = EXCLUDED.first_document_id
+     RETURNING client_id, first_document_id";
+
+/// Recomputes the first day per product line of the clients in `$1`.
+const CLIENT_LINE_FIRSTS: &str = "INSERT INTO client_line_firsts (client_id, product_line_id, first_day)
+     SELECT t.client_id, p.product_line_id, min(t.business_date)
+     FROM transaction_lines t JOIN products p ON p.id = t.product_id
+     WHERE t.amount_minor > 0 AND t.client_id = ANY($1) GROUP BY 1, 2
+     ON CONFLICT (client_id, product_line_id) DO UPDATE SET first_day = EXCLUDED.first_day
+     RETURNING client_id, product_line_id, first_day";
+
+/// Records the clients and days of the purchases among `lines` (inserted
+/// in the same transaction, re-sent ones included) for the next refresh.
+pub async fn mark_imported(conn: &mut PgConnection, lines: &[NewTransactionLine]) -> sqlx::Result<()> {
+    let purchases = lines.iter().filter(|l| l.amount_minor > 0);
+    let clients: BTreeSet<&str> = purchases.clone().map(|l| l.client_id.as_str()).collect();
+    let days: BTreeSet<NaiveDate> = purchases.map(|l| l.business_date).collect();
+    if clients.is_empty() {
         return Ok(());
     }
-    let clients: Vec<String> =
-        purchases.iter().map(|l| l.client_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock($1, k)
-         FROM (SELECT DISTINCT hashtext(id) & $3 AS k FROM unnest($2::text[]) id ORDER BY k) s",
-    )
-    .bind(CLIENT_LOCK)
-    .bind(&clients)
-    .bind(CLIENT_LOCK_BUCKETS - 1)
-    .execute(&mut *conn)
-    .await?;
-    let before = Firsts::read(conn, &clients).await?;
-    let column = |f: fn(&NewTransactionLine) -> &String| purchases.iter().map(|l| f(l).clone()).collect::<Vec<_>>();
-    let (client_ids, documents, products) =
-        (column(|l| &l.client_id), column(|l| &l.document_id), column(|l| &l.product_id));
-    let days: Vec<NaiveDate> = purchases.iter().map(|l| l.business_date).collect();
-    let mut stale: BTreeSet<NaiveDate> = days.iter().copied().collect();
-    let histories = sqlx::query(
-        "INSERT INTO client_purchase_history AS h (client_id, purchase_days, first_document_id)
-         SELECT client_id, array_agg(DISTINCT day ORDER BY day), (array_agg(document_id ORDER BY day, document_id))[1]
-         FROM unnest($1::text[], $2::date[], $3::text[]) AS t(client_id, day, document_id) GROUP BY client_id
-         ON CONFLICT (client_id) DO UPDATE SET
-             purchase_days = ARRAY(SELECT DISTINCT d FROM unnest(h.purchase_days || EXCLUDED.purchase_days) d ORDER BY d),
-             first_document_id = CASE
-                 WHEN (EXCLUDED.purchase_days[1], EXCLUDED.first_document_id) < (h.purchase_days[1], h.first_document_id)
-                 THEN EXCLUDED.first_document_id ELSE h.first_document_id END
-         RETURNING client_id, first_document_id",
-    )
-    .bind(&client_ids)
-    .bind(&days)
-    .bind(&documents)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in histories {
-        let client: String = row.try_get("client_id")?;
-        let document: String = row.try_get("first_document_id")?;
-        if let Some((day, old)) = before.documents.get(&client)
-            && *old != document
-        {
-            stale.insert(*day);
-        }
-    }
-    let line_firsts = sqlx::query(
-        "INSERT INTO client_line_firsts AS l (client_id, product_line_id, first_day)
-         SELECT t.client_id, p.product_line_id, min(t.day)
-         FROM unnest($1::text[], $2::date[], $3::text[]) AS t(client_id, day, product_id)
-         JOIN products p ON p.id = t.product_id GROUP BY 1, 2
-         ON CONFLICT (client_id, product_line_id) DO UPDATE SET first_day = LEAST(l.first_day, EXCLUDED.first_day)
-         RETURNING client_id, product_line_id, first_day",
-    )
-    .bind(&client_ids)
-    .bind(&days)
-    .bind(&products)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in line_firsts {
-        let key: (String, String) = (row.try_get("client_id")?, row.try_get("product_line_id")?);
-        let first_day: NaiveDate = row.try_get("first_day")?;
-        if let Some(old) = before.lines.get(&key)
-            && *old != first_day
-        {
-            stale.insert(*old);
-        }
-    }
-    sqlx::query("INSERT INTO stale_sales_days (day) SELECT unnest($1::date[]) ON CONFLICT DO NOTHING")
-        .bind(stale.into_iter().collect::<Vec<_>>())
+    sqlx::query("INSERT INTO import_marks (clients, days) VALUES ($1, $2)")
+        .bind(clients.into_iter().collect::<Vec<_>>())
+        .bind(days.into_iter().collect::<Vec<_>>())
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
-/// Recomputes the stale days within `[from, to]`; returns how many.
-pub async fn refresh_stale_days(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> sqlx::Result<u64> {
-    let mut tx = pool.begin().await?;
-    let days: Vec<NaiveDate> =
-        sqlx::query_scalar("SELECT day FROM stale_sales_days WHERE day BETWEEN $1 AND $2 ORDER BY day FOR UPDATE")
-            .bind(from)
-            .bind(to)
+/// What a refresh recomputed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Refreshed {
+    pub clients: u64,
+    pub days: u64,
+}
+
+/// Import marks, and days, one refresh transaction takes on: short
+/// transactions let a report and the background refresh take turns.
+const MARKS_PER_REFRESH: i64 = 20;
+const DAYS_PER_REFRESH: usize = 31;
+
+/// Takes the refresh lock for the transaction: refreshes run one at a time,
+/// so each sees the previous one's results and recomputes from newer lines.
+async fn serialize(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(REFRESH_LOCK).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Recomputes the clients of every committed import mark, then the stale
+/// days within `[from, to]` (days outside stay stale for a later refresh).
+pub async fn refresh(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> sqlx::Result<Refreshed> {
+    let mut done = Refreshed::default();
+    loop {
+        let mut tx = pool.begin().await?;
+        serialize(&mut tx).await?;
+        let marks = sqlx::query("SELECT id, clients, days FROM import_marks ORDER BY id LIMIT $1")
+            .bind(MARKS_PER_REFRESH)
             .fetch_all(&mut *tx)
             .await?;
-    if days.is_empty() {
-        return Ok(0);
+        if marks.is_empty() {
+            break;
+        }
+        let (mut ids, mut clients, mut days) = (Vec::new(), BTreeSet::new(), BTreeSet::new());
+        for mark in &marks {
+            ids.push(mark.try_get::<i64, _>("id")?);
+            clients.extend(mark.try_get::<Vec<String>, _>("clients")?);
+            days.extend(mark.try_get::<Vec<NaiveDate>, _>("days")?);
+        }
+        let clients: Vec<String> = clients.into_iter().collect();
+        days.extend(refresh_clients(&mut tx, &clients).await?);
+        sqlx::query("INSERT INTO stale_sales_days (day) SELECT unnest($1::date[]) ON CONFLICT DO NOTHING")
+            .bind(days.into_iter().collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM import_marks WHERE id = ANY($1)").bind(&ids).execute(&mut *tx).await?;
+        tx.commit().await?;
+        done.clients += clients.len() as u64;
     }
-    sqlx::query("DELETE FROM daily_sales WHERE day = ANY($1)").bind(&days).execute(&mut *tx).await?;
-    let recompute = CLASSIFIED_SALES.replace("{filter}", "t.business_date = ANY($1)");
-    sqlx::query(sqlx::AssertSqlSafe(recompute)).bind(&days).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM stale_sales_days WHERE day = ANY($1)").bind(&days).execute(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(days.len() as u64)
+    loop {
+        let mut tx = pool.begin().await?;
+        serialize(&mut tx).await?;
+        let days: Vec<NaiveDate> =
+            sqlx::query_scalar("SELECT day FROM stale_sales_days WHERE day BETWEEN $1 AND $2 ORDER BY day LIMIT $3")
+                .bind(from)
+                .bind(to)
+                .bind(DAYS_PER_REFRESH as i64)
+                .fetch_all(&mut *tx)
+                .await?;
+        if days.is_empty() {
+            break;
+        }
+        sqlx::query("DELETE FROM daily_sales WHERE day = ANY($1)").bind(&days).execute(&mut *tx).await?;
+        let recompute = CLASSIFIED_SALES.replace("{filter}", "t.business_date = ANY($1)");
+        sqlx::query(sqlx::AssertSqlSafe(recompute)).bind(&days).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM stale_sales_days WHERE day = ANY($1)").bind(&days).execute(&mut *tx).await?;
+        tx.commit().await?;
+        done.days += days.len() as u64;
+    }
+    Ok(done)
+}
+
+/// Recomputes the rollups of `clients` from their lines; returns the days
+/// whose sales their changed firsts reclassify.
+async fn refresh_clients(conn: &mut PgConnection, clients: &[String]) -> sqlx::Result<BTreeSet<NaiveDate>> {
+    let before = Firsts::read(conn, clients).await?;
+    let mut reclassified = BTreeSet::new();
+    for row in sqlx::query(CLIENT_HISTORIES).bind(clients).fetch_all(&mut *conn).await? {
+        let client: String = row.try_get("client_id")?;
+        let document: String = row.try_get("first_document_id")?;
+        if let Some((day, old)) = before.documents.get(&client)
+            && *old != document
+        {
+            reclassified.insert(*day);
+        }
+    }
+    for row in sqlx::query(CLIENT_LINE_FIRSTS).bind(clients).fetch_all(&mut *conn).await? {
+        let key: (String, String) = (row.try_get("client_id")?, row.try_get("product_line_id")?);
+        let first_day: NaiveDate = row.try_get("first_day")?;
+        if let Some(old) = before.lines.get(&key)
+            && *old != first_day
+        {
+            reclassified.insert(*old);
+        }
+    }
+    Ok(reclassified)
 }
 
 /// Rebuilds every rollup from the stored lines: after a bulk load that
 /// bypassed ingestion, or when a product moved to another product line.
 pub async fn rebuild(conn: &mut PgConnection) -> sqlx::Result<()> {
+    serialize(conn).await?;
     sqlx::query(
-        "LOCK TABLE client_purchase_history, client_line_firsts, daily_sales, stale_sales_days IN EXCLUSIVE MODE",
+        "LOCK TABLE client_purchase_history, client_line_firsts, daily_sales, import_marks, stale_sales_days
+         IN EXCLUSIVE MODE",
     )
     .execute(&mut *conn)
     .await?;
-    sqlx::query("TRUNCATE client_purchase_history, client_line_firsts, daily_sales, stale_sales_days")
+    sqlx::query("TRUNCATE client_purchase_history, client_line_firsts, daily_sales, import_marks, stale_sales_days")
         .execute(&mut *conn)
         .await?;
     sqlx::query(
@@ -204,7 +236,7 @@ pub async fn rebuild(conn: &mut PgConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// The firsts of some clients before a merge.
+/// The firsts of some clients before a refresh.
 struct Firsts {
     /// Client -> (first purchase day, first document).
     documents: HashMap<String, (NaiveDate, String)>,
