@@ -1,11 +1,12 @@
 //! `GetClientFacts` assembled from the store's raw material: lifecycle
 //! events and client counts per owner, sales per seller, per period. Pure.
-use crate::store::{ClientPurchaseDays, DailySales, SaleKind};
+use crate::store::{ClientPurchaseDays, ClientPurchases, DailySales, SaleKind};
 use branchscore_proto::clients::v1::{ClientFacts, SalesFact};
 use branchscore_proto::common::v1::{Date, FactSource, Money};
 use branchscore_scoring::lifecycle::{self, EventCounts, LifecycleEvent, LifecycleFacts, LifecycleStatus};
 use branchscore_scoring::periods::{self, Period};
 use branchscore_scoring::window::{LifecyclePeriods, WindowError};
+use chrono::NaiveDate;
 use std::collections::HashMap;
 
 /// Counts of one (period, branch, employee).
@@ -40,55 +41,68 @@ fn sorted(mut sources: Vec<FactSource>) -> Vec<FactSource> {
     sources
 }
 
-/// Tallies per (branch, employee), one per period, created when first counted.
-struct Tallies<'a> {
-    per_person: HashMap<(&'a str, &'a str), Vec<Option<Tally>>>,
-    periods: usize,
-    include_sources: bool,
-}
+/// Tallies per branch and employee, one per period, created when first counted.
+type Tallies = HashMap<String, HashMap<String, Vec<Option<Tally>>>>;
 
-impl<'a> Tallies<'a> {
-    fn get(&mut self, branch: &'a str, employee: &'a str, period: usize) -> &mut Tally {
-        let (periods, include_sources) = (self.periods, self.include_sources);
-        let row = self.per_person.entry((branch, employee)).or_insert_with(|| vec![None; periods]);
-        row[period].get_or_insert_with(|| Tally::new(include_sources))
+/// The tallies of one branch and employee, one slot per period; ids are
+/// copied only the first time they are seen.
+fn row_of<'t>(tallies: &'t mut Tallies, periods: usize, branch: &str, employee: &str) -> &'t mut Vec<Option<Tally>> {
+    if !tallies.contains_key(branch) {
+        tallies.insert(branch.to_owned(), HashMap::new());
     }
+    let employees = tallies.get_mut(branch).expect("inserted above");
+    if !employees.contains_key(employee) {
+        employees.insert(employee.to_owned(), vec![None; periods]);
+    }
+    employees.get_mut(employee).expect("inserted above")
 }
 
 /// Status of a client as of the end of `periods` (potential if not yet known to buy).
-fn status_on(periods: &LifecyclePeriods, purchases: &[chrono::NaiveDate]) -> LifecycleStatus {
+fn status_on(periods: &LifecyclePeriods, purchases: &[NaiveDate]) -> LifecycleStatus {
     lifecycle::status(periods, &LifecycleFacts::from_sorted_dates(periods, purchases))
 }
 
-/// One row per (period, branch, employee) with anything to report, in that
-/// order; with `include_sources`, each row lists the clients and documents
-/// it counts (`sales` must then carry their document ids). Clients' purchase
-/// days must be sorted.
-pub fn assemble(
-    periods: &[Period],
-    lifecycle_months: u32,
-    clients: &[ClientPurchaseDays],
-    sales: &[DailySales],
-    currency: &str,
+/// Builds the facts of some periods from clients and sales fed one at a
+/// time, so that a million clients can be counted as their rows arrive.
+pub struct FactsBuilder<'p> {
+    periods: &'p [Period],
+    /// The lifecycle periods as of the day before the first period, and as of each period's end.
+    day_before: Option<LifecyclePeriods>,
+    ends: Vec<LifecyclePeriods>,
+    tallies: Tallies,
     include_sources: bool,
-) -> Result<Vec<ClientFacts>, WindowError> {
-    let mut tallies = Tallies { per_person: HashMap::new(), periods: periods.len(), include_sources };
-    let Some(first) = periods.first() else { return Ok(Vec::new()) };
-    let day_before = first.start.pred_opt().map(|day| LifecyclePeriods::as_of(day, lifecycle_months)).transpose()?;
-    let ends =
-        periods.iter().map(|p| LifecyclePeriods::as_of(p.end, lifecycle_months)).collect::<Result<Vec<_>, _>>()?;
-    for client in clients {
-        let days = client.purchase_days.as_slice();
-        let mut before = match &day_before {
+}
+
+impl<'p> FactsBuilder<'p> {
+    /// With `include_sources`, each row lists the clients and documents it
+    /// counts (sales must then carry their document ids).
+    pub fn new(periods: &'p [Period], lifecycle_months: u32, include_sources: bool) -> Result<Self, WindowError> {
+        let day_before = periods
+            .first()
+            .and_then(|first| first.start.pred_opt())
+            .map(|day| LifecyclePeriods::as_of(day, lifecycle_months))
+            .transpose()?;
+        let ends =
+            periods.iter().map(|p| LifecyclePeriods::as_of(p.end, lifecycle_months)).collect::<Result<Vec<_>, _>>()?;
+        Ok(FactsBuilder { periods, day_before, ends, tallies: Tallies::new(), include_sources })
+    }
+
+    /// Counts a client's lifecycle events, stage and purchases in every
+    /// period, for its owner; its purchase days must be sorted.
+    pub fn add_client(&mut self, client: ClientPurchases<'_>) {
+        let days = client.purchase_days;
+        let mut before = match &self.day_before {
             Some(day) if client.known_since <= day.as_of_date() => status_on(day, days),
             _ => LifecycleStatus::Potential,
         };
+        let (periods, ends, include_sources) = (self.periods, &self.ends, self.include_sources);
+        let row = row_of(&mut self.tallies, periods.len(), client.branch_id, client.owner_employee_id);
         for (i, period) in periods.iter().enumerate() {
             if client.known_since > period.end && days.first().is_none_or(|d| *d > period.end) {
                 continue;
             }
             let after = status_on(&ends[i], days);
-            let tally = tallies.get(&client.branch_id, &client.owner_employee_id, i);
+            let tally = row[i].get_or_insert_with(|| Tally::new(include_sources));
             let change = lifecycle::transition(before, after);
             tally.events.add(&change);
             let event_fact = match change.event {
@@ -98,33 +112,37 @@ pub fn assemble(
                 LifecycleEvent::Restored => Some("restored_clients"),
             };
             if let Some(fact) = event_fact {
-                tally.source(fact, "client", &client.id);
+                tally.source(fact, "client", client.id);
             }
             if matches!(after, LifecycleStatus::Potential | LifecycleStatus::New) {
                 tally.initial_stage += 1;
-                tally.source("clients_at_initial_stage", "client", &client.id);
+                tally.source("clients_at_initial_stage", "client", client.id);
             }
             if after == LifecycleStatus::Potential {
                 tally.potential += 1;
-                tally.source("potential_clients", "client", &client.id);
+                tally.source("potential_clients", "client", client.id);
             }
             let bought = &days[days.partition_point(|d| *d < period.start)..days.partition_point(|d| *d <= period.end)];
             if let Some(first_in_period) = bought.first() {
                 tally.buying += 1;
-                tally.source("buying_clients", "client", &client.id);
+                tally.source("buying_clients", "client", client.id);
                 // Purchase days are sorted: the client came back when the
                 // period holds a day after its first-ever one.
                 if Some(first_in_period) != days.first() || bought.len() > 1 {
                     tally.repeat_buyers += 1;
-                    tally.source("repeat_buyers", "client", &client.id);
+                    tally.source("repeat_buyers", "client", client.id);
                 }
             }
             before = after;
         }
     }
-    for sale in sales {
-        let Some(i) = periods::index_of(periods, sale.day) else { continue };
-        let tally = tallies.get(&sale.branch_id, &sale.employee_id, i);
+
+    /// Counts a day's sales of one kind for their seller.
+    pub fn add_sale(&mut self, sale: &DailySales) {
+        let Some(i) = periods::index_of(self.periods, sale.day) else { return };
+        let include_sources = self.include_sources;
+        let row = row_of(&mut self.tallies, self.periods.len(), &sale.branch_id, &sale.employee_id);
+        let tally = row[i].get_or_insert_with(|| Tally::new(include_sources));
         let (slot, fact) = match sale.kind {
             SaleKind::Primary => (0, "primary_sales"),
             SaleKind::Repeat => (1, "repeat_sales"),
@@ -136,44 +154,70 @@ pub fn assemble(
             tally.source(fact, "document", document);
         }
     }
-    let fact = |(documents, amount): (i64, i64)| {
-        Some(SalesFact { documents, amount: Some(Money { minor_units: amount, currency: currency.to_owned() }) })
-    };
-    let mut counted: Vec<(usize, &str, &str, Tally)> = tallies
-        .per_person
-        .into_iter()
-        .flat_map(|((branch, employee), row)| {
-            row.into_iter().enumerate().filter_map(move |(i, t)| Some((i, branch, employee, t?)))
-        })
-        .collect();
-    counted.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
-    Ok(counted
-        .into_iter()
-        .map(|(i, branch, employee, t)| ClientFacts {
-            period_start: Some(Date::from(periods[i].start)),
-            period_end: Some(Date::from(periods[i].end)),
-            branch_id: branch.to_owned(),
-            employee_id: employee.to_owned(),
-            new_clients: t.events.acquired as i64,
-            lost_clients: t.events.lost as i64,
-            restored_clients: t.events.restored as i64,
-            clients_at_initial_stage: t.initial_stage,
-            potential_clients: t.potential,
-            buying_clients: t.buying,
-            repeat_buyers: t.repeat_buyers,
-            primary_sales: fact(t.sales[0]),
-            repeat_sales: fact(t.sales[1]),
-            new_direction_sales: fact(t.sales[2]),
-            sources: t.sources.map(sorted).unwrap_or_default(),
-        })
-        .collect())
+
+    /// One row per (period, branch, employee) with anything to report, in that order.
+    pub fn finish(self, currency: &str) -> Vec<ClientFacts> {
+        let fact = |(documents, amount): (i64, i64)| {
+            Some(SalesFact { documents, amount: Some(Money { minor_units: amount, currency: currency.to_owned() }) })
+        };
+        let mut counted: Vec<(usize, String, String, Tally)> = Vec::new();
+        for (branch, employees) in self.tallies {
+            for (employee, row) in employees {
+                for (i, tally) in row.into_iter().enumerate() {
+                    if let Some(tally) = tally {
+                        counted.push((i, branch.clone(), employee.clone(), tally));
+                    }
+                }
+            }
+        }
+        counted.sort_unstable_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
+        let periods = self.periods;
+        counted
+            .into_iter()
+            .map(|(i, branch_id, employee_id, t)| ClientFacts {
+                period_start: Some(Date::from(periods[i].start)),
+                period_end: Some(Date::from(periods[i].end)),
+                branch_id,
+                employee_id,
+                new_clients: t.events.acquired as i64,
+                lost_clients: t.events.lost as i64,
+                restored_clients: t.events.restored as i64,
+                clients_at_initial_stage: t.initial_stage,
+                potential_clients: t.potential,
+                buying_clients: t.buying,
+                repeat_buyers: t.repeat_buyers,
+                primary_sales: fact(t.sales[0]),
+                repeat_sales: fact(t.sales[1]),
+                new_direction_sales: fact(t.sales[2]),
+                sources: t.sources.map(sorted).unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// The facts of `clients` and `sales` at once (see [`FactsBuilder`]).
+pub fn assemble(
+    periods: &[Period],
+    lifecycle_months: u32,
+    clients: &[ClientPurchaseDays],
+    sales: &[DailySales],
+    currency: &str,
+    include_sources: bool,
+) -> Result<Vec<ClientFacts>, WindowError> {
+    let mut builder = FactsBuilder::new(periods, lifecycle_months, include_sources)?;
+    for client in clients {
+        builder.add_client(client.borrowed());
+    }
+    for sale in sales {
+        builder.add_sale(sale);
+    }
+    Ok(builder.finish(currency))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use branchscore_scoring::periods::Granularity;
-    use chrono::NaiveDate;
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).expect("date")

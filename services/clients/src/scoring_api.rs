@@ -451,8 +451,20 @@ impl ScoringService for ScoringApi {
         let (mut days_tx, mut sales_tx) =
             tokio::try_join!(db::read_within(self.pool(), limit), db::read_within(self.pool(), limit))
                 .map_err(AppError::from)?;
-        let (clients, sales) = tokio::try_join!(
-            store::client_purchase_days(&mut days_tx, to, scope.as_deref(), &body.branch_id, &body.employee_id),
+        let periods = periods::split(from, to, granularity);
+        let mut builder =
+            facts::FactsBuilder::new(&periods, stored.settings.lifecycle_period_months, body.include_sources)
+                .map_err(AppError::internal)?;
+        // Clients are counted as their rows arrive, while the sales are read.
+        let (_, sales) = tokio::try_join!(
+            store::each_client_purchases(
+                &mut days_tx,
+                to,
+                scope.as_deref(),
+                &body.branch_id,
+                &body.employee_id,
+                |client| builder.add_client(client)
+            ),
             store::daily_sales(
                 &mut sales_tx,
                 from,
@@ -464,16 +476,10 @@ impl ScoringService for ScoringApi {
             ),
         )
         .map_err(AppError::from)?;
-        let periods = periods::split(from, to, granularity);
-        let facts = facts::assemble(
-            &periods,
-            stored.settings.lifecycle_period_months,
-            &clients,
-            &sales,
-            &self.company.currency,
-            body.include_sources,
-        )
-        .map_err(AppError::internal)?;
+        for sale in &sales {
+            builder.add_sale(sale);
+        }
+        let facts = builder.finish(&self.company.currency);
         Ok(Response::new(GetClientFactsResponse { facts, settings_version: stored.version }))
     }
 }

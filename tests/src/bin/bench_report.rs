@@ -28,10 +28,11 @@
 //! * `GetClientFacts` straight to the clients service (no reporting hop, no
 //!   employee names, no table);
 //! * in-process: what the GetClientFacts handler does, without gRPC: the
-//!   settings, then `store::client_purchase_days` and `store::daily_sales`
-//!   concurrently on a pool like the service's, then `facts::assemble`;
-//! * each of the two store queries alone, and `facts::assemble` alone on
-//!   the rows the last in-process run read.
+//!   settings, then `store::each_client_purchases` (counted by a
+//!   `facts::FactsBuilder` as rows arrive) and `store::daily_sales`
+//!   concurrently on a pool like the service's;
+//! * each of the two store queries alone (clients collected), and
+//!   `facts::assemble` alone on the rows they last read.
 //!
 //! Every report must equal the first one and the table built in-process from
 //! the store's rows by the reporting service's own `tables::period_report`;
@@ -199,8 +200,8 @@ impl Path {
         match self {
             Path::Report => "GetPeriodReport through the reporting service (gRPC, two hops)",
             Path::Facts => "GetClientFacts straight to the clients service (gRPC, one hop)",
-            Path::InProcess => "in-process: settings, both store queries concurrently, facts::assemble",
-            Path::PurchaseDays => "  store::client_purchase_days alone (SQL, rows decoded)",
+            Path::InProcess => "in-process: settings, clients counted as they stream in, sales read concurrently",
+            Path::PurchaseDays => "  store::client_purchase_days alone (SQL, rows decoded and collected)",
             Path::DailySales => "  store::daily_sales alone (SQL, rows decoded)",
             Path::Assemble => "  facts::assemble alone (Rust, on the rows read)",
         }
@@ -258,15 +259,21 @@ impl Bench {
                 let stored = store::settings::effective(&self.pool, case.to).await?;
                 let (mut days_tx, mut sales_tx) =
                     tokio::try_join!(db::read_within(&self.pool, None), db::read_within(&self.pool, None))?;
-                let (clients, sales) = tokio::try_join!(
-                    store::client_purchase_days(&mut days_tx, case.to, scope, &case.branch_id, ""),
+                let lifecycle_months = stored.settings.lifecycle_period_months;
+                let periods = case.periods();
+                let mut builder = facts::FactsBuilder::new(&periods, lifecycle_months, false)
+                    .map_err(|e| anyhow::anyhow!("facts::FactsBuilder: {e:?}"))?;
+                let (_, sales) = tokio::try_join!(
+                    store::each_client_purchases(&mut days_tx, case.to, scope, &case.branch_id, "", |client| builder
+                        .add_client(client)),
                     store::daily_sales(&mut sales_tx, case.from, case.to, scope, &case.branch_id, "", false),
                 )?;
-                let lifecycle_months = stored.settings.lifecycle_period_months;
-                let rows = facts::assemble(&case.periods(), lifecycle_months, &clients, &sales, &self.currency, false)
-                    .map_err(|e| anyhow::anyhow!("facts::assemble: {e:?}"))?;
+                for sale in &sales {
+                    builder.add_sale(sale);
+                }
+                let rows = builder.finish(&self.currency);
                 let elapsed = started.elapsed();
-                (seen.clients, seen.sales, seen.lifecycle_months) = (clients, sales, lifecycle_months);
+                seen.lifecycle_months = lifecycle_months;
                 expect_facts(case, seen, rows, "the in-process facts")?;
                 Ok(elapsed)
             }
@@ -275,6 +282,7 @@ impl Bench {
                 let rows = store::client_purchase_days(&mut conn, case.to, scope, &case.branch_id, "").await?;
                 let elapsed = started.elapsed();
                 seen.purchase_days_rows = rows.len();
+                seen.clients = rows;
                 Ok(elapsed)
             }
             Path::DailySales => {
@@ -290,6 +298,7 @@ impl Bench {
                 .await?;
                 let elapsed = started.elapsed();
                 seen.daily_sales_rows = rows.len();
+                seen.sales = rows;
                 Ok(elapsed)
             }
             Path::Assemble => {

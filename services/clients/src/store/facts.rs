@@ -2,6 +2,7 @@
 //! and sales per day, branch, seller and kind.
 use super::rollups;
 use chrono::NaiveDate;
+use futures::TryStreamExt;
 use sqlx::{PgConnection, PgPool, Row};
 
 /// A client and every distinct day it made a purchase, up to a date.
@@ -15,16 +16,42 @@ pub struct ClientPurchaseDays {
     pub purchase_days: Vec<NaiveDate>,
 }
 
-/// Clients known by `to` within the filters, with their purchase days up to
-/// `to` (from the rollup ingestion keeps).
-pub async fn client_purchase_days(
+impl ClientPurchaseDays {
+    pub fn borrowed(&self) -> ClientPurchases<'_> {
+        ClientPurchases {
+            id: &self.id,
+            branch_id: &self.branch_id,
+            owner_employee_id: &self.owner_employee_id,
+            known_since: self.known_since,
+            purchase_days: &self.purchase_days,
+        }
+    }
+}
+
+/// A client as [`each_client_purchases`] hands it over, borrowed from its row.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientPurchases<'r> {
+    pub id: &'r str,
+    pub branch_id: &'r str,
+    pub owner_employee_id: &'r str,
+    pub known_since: NaiveDate,
+    /// Sorted, up to the date asked for.
+    pub purchase_days: &'r [NaiveDate],
+}
+
+/// Streams the clients known by `to` within the filters, with their
+/// purchase days up to `to` (from the purchase history), into `visit` as
+/// their rows arrive: a million clients are never held at once. Returns
+/// how many were visited.
+pub async fn each_client_purchases(
     conn: &mut PgConnection,
     to: NaiveDate,
     scope: Option<&[String]>,
     branch_id: &str,
     employee_id: &str,
-) -> sqlx::Result<Vec<ClientPurchaseDays>> {
-    let rows = sqlx::query(
+    mut visit: impl FnMut(ClientPurchases<'_>),
+) -> sqlx::Result<u64> {
+    let mut rows = sqlx::query(
         "SELECT c.id, c.branch_id, COALESCE(c.owner_employee_id, '') AS owner, c.known_since,
                 COALESCE(h.purchase_days, '{}') AS days
          FROM clients c LEFT JOIN client_purchase_history h ON h.client_id = c.id
@@ -35,21 +62,42 @@ pub async fn client_purchase_days(
     .bind(scope)
     .bind(branch_id)
     .bind(employee_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let mut purchase_days: Vec<NaiveDate> = row.try_get("days")?;
-            purchase_days.truncate(purchase_days.partition_point(|day| *day <= to));
-            Ok(ClientPurchaseDays {
-                id: row.try_get("id")?,
-                branch_id: row.try_get("branch_id")?,
-                owner_employee_id: row.try_get("owner")?,
-                known_since: row.try_get("known_since")?,
-                purchase_days,
-            })
+    .fetch(&mut *conn);
+    let mut visited = 0;
+    while let Some(row) = rows.try_next().await? {
+        let days: Vec<NaiveDate> = row.try_get(4)?;
+        visit(ClientPurchases {
+            id: row.try_get(0)?,
+            branch_id: row.try_get(1)?,
+            owner_employee_id: row.try_get(2)?,
+            known_since: row.try_get(3)?,
+            purchase_days: &days[..days.partition_point(|day| *day <= to)],
+        });
+        visited += 1;
+    }
+    Ok(visited)
+}
+
+/// The same clients collected (see [`each_client_purchases`]).
+pub async fn client_purchase_days(
+    conn: &mut PgConnection,
+    to: NaiveDate,
+    scope: Option<&[String]>,
+    branch_id: &str,
+    employee_id: &str,
+) -> sqlx::Result<Vec<ClientPurchaseDays>> {
+    let mut clients = Vec::new();
+    each_client_purchases(conn, to, scope, branch_id, employee_id, |client| {
+        clients.push(ClientPurchaseDays {
+            id: client.id.to_owned(),
+            branch_id: client.branch_id.to_owned(),
+            owner_employee_id: client.owner_employee_id.to_owned(),
+            known_since: client.known_since,
+            purchase_days: client.purchase_days.to_vec(),
         })
-        .collect()
+    })
+    .await?;
+    Ok(clients)
 }
 
 /// How a sold line counts for the client it was sold to.
