@@ -64,6 +64,15 @@ async fn assert_rollups_match_lines(pool: &PgPool, when: &str) {
             .await
             .expect("kept days");
     assert_eq!(kept, expected, "{when}: client_purchase_history");
+    let firsts = "SELECT t.client_id, p.product_line_id, min(t.business_date) FROM transaction_lines t
+                  JOIN products p ON p.id = t.product_id WHERE t.amount_minor > 0 GROUP BY 1, 2 ORDER BY 1, 2";
+    let expected: Vec<(String, String, NaiveDate)> = sqlx::query_as(firsts).fetch_all(pool).await.expect("firsts");
+    let kept: Vec<(String, String, NaiveDate)> =
+        sqlx::query_as("SELECT client_id, product_line_id, first_day FROM client_line_firsts ORDER BY 1, 2")
+            .fetch_all(pool)
+            .await
+            .expect("kept firsts");
+    assert_eq!(kept, expected, "{when}: client_line_firsts");
 }
 
 /// Documents of one to three lines over a few dozen days (so that clients

@@ -149,7 +149,7 @@ pub async fn list_employees(pool: &PgPool, scope: Option<&[String]>, branch_id: 
 }
 
 /// Upserts the catalogue; moving a product to another product line
-/// reclassifies past sales, so the purchase rollups are then rebuilt.
+/// reclassifies its past sales, so its buyers are marked for a refresh.
 pub async fn upsert_products(
     tx: &mut Transaction<'_, Postgres>,
     lines: &[ProductLine],
@@ -157,13 +157,13 @@ pub async fn upsert_products(
 ) -> sqlx::Result<()> {
     let ids: Vec<String> = products.iter().map(|p| p.id.clone()).collect();
     let product_lines: Vec<String> = products.iter().map(|p| p.product_line_id.clone()).collect();
-    let moved: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM products p JOIN UNNEST($1::text[], $2::text[]) AS n(id, line) ON n.id = p.id
-                        WHERE p.product_line_id <> n.line)",
+    let moved: Vec<String> = sqlx::query_scalar(
+        "SELECT p.id FROM products p JOIN UNNEST($1::text[], $2::text[]) AS n(id, line) ON n.id = p.id
+         WHERE p.product_line_id <> n.line",
     )
     .bind(&ids)
     .bind(&product_lines)
-    .fetch_one(&mut **tx)
+    .fetch_all(&mut **tx)
     .await?;
     sqlx::query(
         "INSERT INTO product_lines (id, name) SELECT * FROM UNNEST($1::text[], $2::text[])
@@ -183,8 +183,8 @@ pub async fn upsert_products(
     .bind(products.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
-    if moved {
-        rollups::rebuild(tx).await?;
+    if !moved.is_empty() {
+        rollups::mark_moved_products(tx, &moved).await?;
     }
     Ok(())
 }

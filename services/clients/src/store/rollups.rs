@@ -181,6 +181,8 @@ pub async fn refresh(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> sqlx::Res
 /// whose sales their changed firsts reclassify.
 async fn refresh_clients(conn: &mut PgConnection, clients: &[String]) -> sqlx::Result<BTreeSet<NaiveDate>> {
     let before = Firsts::read(conn, clients).await?;
+    // Deleted first: a product moved to another line can leave a pair no line has any more.
+    sqlx::query("DELETE FROM client_line_firsts WHERE client_id = ANY($1)").bind(clients).execute(&mut *conn).await?;
     let mut reclassified = BTreeSet::new();
     for row in sqlx::query(CLIENT_HISTORIES).bind(clients).fetch_all(&mut *conn).await? {
         let client: String = row.try_get("client_id")?;
@@ -203,8 +205,24 @@ async fn refresh_clients(conn: &mut PgConnection, clients: &[String]) -> sqlx::R
     Ok(reclassified)
 }
 
-/// Rebuilds every rollup from the stored lines: after a bulk load that
-/// bypassed ingestion, or when a product moved to another product line.
+/// Records, for the next refresh, the buyers of `products` (which moved to
+/// another product line) and the days of their purchases of them: those
+/// lines now count against another line's first day.
+pub async fn mark_moved_products(conn: &mut PgConnection, products: &[String]) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO import_marks (clients, days)
+         SELECT array_agg(DISTINCT client_id ORDER BY client_id), array_agg(DISTINCT business_date ORDER BY business_date)
+         FROM transaction_lines WHERE product_id = ANY($1) AND amount_minor > 0
+         HAVING count(*) > 0",
+    )
+    .bind(products)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Rebuilds every rollup from the stored lines, after a bulk load that
+/// bypassed ingestion.
 pub async fn rebuild(conn: &mut PgConnection) -> sqlx::Result<()> {
     serialize(conn).await?;
     sqlx::query(
