@@ -112,9 +112,11 @@ pub struct Refreshed {
     pub days: u64,
 }
 
-/// Import marks, and days, one refresh transaction takes on: short
-/// transactions let a report and the background refresh take turns.
+/// Import marks, clients (reached with the last mark taken) and days one
+/// refresh transaction takes on: short transactions let a report and the
+/// background refresh take turns.
 const MARKS_PER_REFRESH: i64 = 20;
+const CLIENTS_PER_REFRESH: usize = 10_000;
 const DAYS_PER_REFRESH: usize = 31;
 
 /// Takes the refresh lock for the transaction: refreshes run one at a time,
@@ -140,6 +142,9 @@ pub async fn refresh(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> sqlx::Res
         }
         let (mut ids, mut clients, mut days) = (Vec::new(), BTreeSet::new(), BTreeSet::new());
         for mark in &marks {
+            if clients.len() >= CLIENTS_PER_REFRESH {
+                break;
+            }
             ids.push(mark.try_get::<i64, _>("id")?);
             clients.extend(mark.try_get::<Vec<String>, _>("clients")?);
             days.extend(mark.try_get::<Vec<NaiveDate>, _>("days")?);
@@ -207,15 +212,24 @@ async fn refresh_clients(conn: &mut PgConnection, clients: &[String]) -> sqlx::R
 
 /// Records, for the next refresh, the buyers of `products` (which moved to
 /// another product line) and the days of their purchases of them: those
-/// lines now count against another line's first day.
+/// lines now count against another line's first day. Buyers go in marks of
+/// at most [`CLIENTS_PER_REFRESH`], each naming all the days.
 pub async fn mark_moved_products(conn: &mut PgConnection, products: &[String]) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO import_marks (clients, days)
-         SELECT array_agg(DISTINCT client_id ORDER BY client_id), array_agg(DISTINCT business_date ORDER BY business_date)
-         FROM transaction_lines WHERE product_id = ANY($1) AND amount_minor > 0
-         HAVING count(*) > 0",
+        "WITH bought AS (
+             SELECT client_id, business_date FROM transaction_lines WHERE product_id = ANY($1) AND amount_minor > 0
+         ),
+         buyers AS (
+             SELECT client_id, (row_number() OVER (ORDER BY client_id) - 1) / $2 AS part
+             FROM (SELECT DISTINCT client_id FROM bought) b
+         )
+         INSERT INTO import_marks (clients, days)
+         SELECT array_agg(client_id ORDER BY client_id),
+                (SELECT array_agg(DISTINCT business_date ORDER BY business_date) FROM bought)
+         FROM buyers GROUP BY part",
     )
     .bind(products)
+    .bind(CLIENTS_PER_REFRESH as i64)
     .execute(&mut *conn)
     .await?;
     Ok(())
