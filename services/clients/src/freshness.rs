@@ -21,7 +21,7 @@ pub async fn keep_fresh(pool: PgPool, every: Duration, shutdown: CancellationTok
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        match rollups::refresh(&pool, first, last).await {
+        match rollups::refresh(&pool, first, last, None).await {
             Ok(done) if done != rollups::Refreshed::default() => {
                 tracing::info!(clients = done.clients, days = done.days, "purchase rollups refreshed");
             }

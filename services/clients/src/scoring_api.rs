@@ -412,7 +412,7 @@ impl ScoringService for ScoringApi {
     ) -> Result<Response<GetClientFactsResponse>, Status> {
         let principal = Principal::of(&request)?.clone();
         principal.require(&Role::ALL)?;
-        let limit = deadline::of_request(&request);
+        let (received, limit) = (std::time::Instant::now(), deadline::of_request(&request));
         let body = request.into_inner();
         let (from, to) = (body.from.and_then(|d| d.to_naive()), body.to.and_then(|d| d.to_naive()));
         let granularity = match Granularity::try_from(body.granularity) {
@@ -446,10 +446,12 @@ impl ScoringService for ScoringApi {
         let scope = principal.branch_filter();
         let stored = store::settings::effective(self.pool(), to).await.map_err(AppError::from)?;
         // What imports since the last refresh touched is recomputed first.
-        store::rollups::refresh(self.pool(), from, to).await.map_err(AppError::from)?;
+        let deadline = limit.map(|limit| received + limit);
+        store::rollups::refresh(self.pool(), from, to, deadline).await.map_err(AppError::from)?;
+        let remaining = deadline.map(|deadline| deadline.saturating_duration_since(std::time::Instant::now()));
         // Both statements stop at the caller's deadline instead of running on for a caller that has gone.
         let (mut days_tx, mut sales_tx) =
-            tokio::try_join!(db::read_within(self.pool(), limit), db::read_within(self.pool(), limit))
+            tokio::try_join!(db::read_within(self.pool(), remaining), db::read_within(self.pool(), remaining))
                 .map_err(AppError::from)?;
         let periods = periods::split(from, to, granularity);
         let mut builder =

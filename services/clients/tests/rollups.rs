@@ -39,7 +39,7 @@ type SalesRow = (NaiveDate, String, String, i32, i64, i64);
 async fn assert_rollups_match_lines(pool: &PgPool, when: &str) {
     let (first, last) =
         (NaiveDate::from_ymd_opt(2000, 1, 1).expect("day"), NaiveDate::from_ymd_opt(2100, 1, 1).expect("day"));
-    branchscore_clients::store::rollups::refresh(pool, first, last).await.expect("refresh");
+    branchscore_clients::store::rollups::refresh(pool, first, last, None).await.expect("refresh");
     let stale: i64 =
         sqlx::query_scalar("SELECT (SELECT count(*) FROM stale_sales_days) + (SELECT count(*) FROM import_marks)")
             .fetch_one(pool)

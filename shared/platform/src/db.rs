@@ -85,15 +85,30 @@ pub async fn is_migrated(pool: &PgPool, migrator: &Migrator) -> anyhow::Result<b
 /// statement cut short fails with DEADLINE_EXCEEDED. Drop the transaction
 /// when done (nothing to commit).
 pub async fn read_within(pool: &PgPool, limit: Option<Duration>) -> sqlx::Result<Transaction<'static, Postgres>> {
+    begin_within(pool, limit, true).await
+}
+
+/// A transaction that may write, its statements cut short at `limit` like
+/// [`read_within`]'s: work a caller waits for before its read. Commit it.
+pub async fn write_within(pool: &PgPool, limit: Option<Duration>) -> sqlx::Result<Transaction<'static, Postgres>> {
+    begin_within(pool, limit, false).await
+}
+
+async fn begin_within(
+    pool: &PgPool,
+    limit: Option<Duration>,
+    read_only: bool,
+) -> sqlx::Result<Transaction<'static, Postgres>> {
     let mut tx = pool.begin().await?;
     // Whole milliseconds, at least one (0 would mean no limit); without a
     // limit the session's own setting stays. One round trip for both.
     let millis = limit.map(|limit| limit.as_millis().clamp(1, i32::MAX as u128).to_string());
     sqlx::query(
-        "SELECT set_config('transaction_read_only', 'on', true),
+        "SELECT set_config('transaction_read_only', $2, true),
                 set_config('statement_timeout', COALESCE($1, current_setting('statement_timeout')), true)",
     )
     .bind(millis)
+    .bind(if read_only { "on" } else { "off" })
     .execute(&mut *tx)
     .await?;
     Ok(tx)
@@ -131,5 +146,14 @@ mod tests {
         // The limit was local to the transaction: the pooled connection has none.
         let after: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&pool).await.expect("show");
         assert_eq!(after, "0");
+    }
+
+    #[tokio::test]
+    async fn a_writing_transaction_writes_within_its_limit() {
+        let pool = server().await;
+        let mut tx = write_within(&pool, Some(Duration::from_millis(200))).await.expect("begin");
+        sqlx::query("CREATE TEMPORARY TABLE t (x int)").execute(&mut *tx).await.expect("writes");
+        let err = sqlx::query("SELECT pg_sleep(5)").execute(&mut *tx).await.expect_err("cut short");
+        assert_eq!(AppError::from(err).code, ErrorCode::DeadlineExceeded);
     }
 }

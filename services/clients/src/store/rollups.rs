@@ -13,9 +13,11 @@
 //! recomputes the stale days. Refreshes take turns on an advisory lock, so
 //! an older snapshot never overwrites a newer result.
 use super::NewTransactionLine;
+use branchscore_platform::db;
 use chrono::NaiveDate;
 use sqlx::{PgConnection, PgPool, Row};
 use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
 
 /// The advisory lock refreshes take turns on.
 const REFRESH_LOCK: i64 = 0x726f_6c6c_7570;
@@ -39,16 +41,55 @@ macro_rules! sale_kind {
     };
 }
 
-/// Recomputes `daily_sales` of the lines that `{filter}` (a condition on
-/// `t`) picks.
-const CLASSIFIED_SALES: &str = concat!(
-    "INSERT INTO daily_sales (day, branch_id, employee_id, kind, documents, amount_minor)
-     SELECT t.business_date, t.branch_id, t.employee_id, ",
-    sale_kind!(),
-    ", count(DISTINCT t.document_id), sum(t.amount_minor) FROM ",
-    classified_lines!(),
-    " WHERE t.amount_minor > 0 AND {filter} GROUP BY 1, 2, 3, 4"
-);
+/// Inserts the `daily_sales` of the purchase lines that `$filter` (a
+/// condition on `t`) picks.
+macro_rules! classified_sales {
+    ($filter:literal) => {
+        concat!(
+            "INSERT INTO daily_sales (day, branch_id, employee_id, kind, documents, amount_minor)
+             SELECT t.business_date, t.branch_id, t.employee_id, ",
+            sale_kind!(),
+            ", count(DISTINCT t.document_id), sum(t.amount_minor) FROM ",
+            classified_lines!(),
+            " WHERE t.amount_minor > 0 AND ",
+            $filter,
+            " GROUP BY 1, 2, 3, 4"
+        )
+    };
+}
+
+/// Upserts the purchase history (sorted purchase days, first document: the
+/// earliest day, then the smallest document id) of the clients `$filter`
+/// (a condition on `t`) picks.
+macro_rules! client_histories {
+    ($filter:literal) => {
+        concat!(
+            "INSERT INTO client_purchase_history (client_id, purchase_days, first_document_id)
+             SELECT client_id, array_agg(DISTINCT business_date ORDER BY business_date),
+                    (array_agg(document_id ORDER BY business_date, document_id))[1]
+             FROM transaction_lines t WHERE amount_minor > 0 AND ",
+            $filter,
+            " GROUP BY client_id
+             ON CONFLICT (client_id) DO UPDATE
+                 SET purchase_days = EXCLUDED.purchase_days, first_document_id = EXCLUDED.first_document_id"
+        )
+    };
+}
+
+/// Upserts the first day per product line of the clients `$filter` picks.
+macro_rules! client_line_firsts {
+    ($filter:literal) => {
+        concat!(
+            "INSERT INTO client_line_firsts (client_id, product_line_id, first_day)
+             SELECT t.client_id, p.product_line_id, min(t.business_date)
+             FROM transaction_lines t JOIN products p ON p.id = t.product_id
+             WHERE t.amount_minor > 0 AND ",
+            $filter,
+            " GROUP BY 1, 2
+             ON CONFLICT (client_id, product_line_id) DO UPDATE SET first_day = EXCLUDED.first_day"
+        )
+    };
+}
 
 /// The `daily_sales` rows of `[$1, $2]` within the filters ($3 branch list
 /// or NULL, $4 branch or '', $5 seller or ''), with no documents listed.
@@ -70,23 +111,6 @@ pub(super) const DAILY_SALES_WITH_DOCUMENTS: &str = concat!(
         AND ($5 = '' OR t.employee_id = $5)
       GROUP BY 1, 2, 3, 4"
 );
-
-/// Recomputes the purchase history of the clients in `$1`.
-const CLIENT_HISTORIES: &str = "INSERT INTO client_purchase_history (client_id, purchase_days, first_document_id)
-     SELECT client_id, array_agg(DISTINCT business_date ORDER BY business_date),
-            (array_agg(document_id ORDER BY business_date, document_id))[1]
-     FROM transaction_lines WHERE amount_minor > 0 AND client_id = ANY($1) GROUP BY client_id
-     ON CONFLICT (client_id) DO UPDATE
-         SET purchase_days = EXCLUDED.purchase_days, first_document_id = EXCLUDED.first_document_id
-     RETURNING client_id, first_document_id";
-
-/// Recomputes the first day per product line of the clients in `$1`.
-const CLIENT_LINE_FIRSTS: &str = "INSERT INTO client_line_firsts (client_id, product_line_id, first_day)
-     SELECT t.client_id, p.product_line_id, min(t.business_date)
-     FROM transaction_lines t JOIN products p ON p.id = t.product_id
-     WHERE t.amount_minor > 0 AND t.client_id = ANY($1) GROUP BY 1, 2
-     ON CONFLICT (client_id, product_line_id) DO UPDATE SET first_day = EXCLUDED.first_day
-     RETURNING client_id, product_line_id, first_day";
 
 /// Records the clients and days of the purchases among `lines` (inserted
 /// in the same transaction, re-sent ones included) for the next refresh.
@@ -128,10 +152,18 @@ async fn serialize(conn: &mut PgConnection) -> sqlx::Result<()> {
 
 /// Recomputes the clients of every committed import mark, then the stale
 /// days within `[from, to]` (days outside stay stale for a later refresh).
-pub async fn refresh(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> sqlx::Result<Refreshed> {
+/// Past `deadline` (a caller's), Postgres cancels the statement running and
+/// the refresh fails with DEADLINE_EXCEEDED; what it committed stays.
+pub async fn refresh(
+    pool: &PgPool,
+    from: NaiveDate,
+    to: NaiveDate,
+    deadline: Option<Instant>,
+) -> sqlx::Result<Refreshed> {
+    let begin = || db::write_within(pool, deadline.map(|d| d.saturating_duration_since(Instant::now())));
     let mut done = Refreshed::default();
     loop {
-        let mut tx = pool.begin().await?;
+        let mut tx = begin().await?;
         serialize(&mut tx).await?;
         let marks = sqlx::query("SELECT id, clients, days FROM import_marks ORDER BY id LIMIT $1")
             .bind(MARKS_PER_REFRESH)
@@ -160,7 +192,7 @@ pub async fn refresh(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> sqlx::Res
         done.clients += clients.len() as u64;
     }
     loop {
-        let mut tx = pool.begin().await?;
+        let mut tx = begin().await?;
         serialize(&mut tx).await?;
         let days: Vec<NaiveDate> =
             sqlx::query_scalar("SELECT day FROM stale_sales_days WHERE day BETWEEN $1 AND $2 ORDER BY day LIMIT $3")
@@ -173,8 +205,7 @@ pub async fn refresh(pool: &PgPool, from: NaiveDate, to: NaiveDate) -> sqlx::Res
             break;
         }
         sqlx::query("DELETE FROM daily_sales WHERE day = ANY($1)").bind(&days).execute(&mut *tx).await?;
-        let recompute = CLASSIFIED_SALES.replace("{filter}", "t.business_date = ANY($1)");
-        sqlx::query(sqlx::AssertSqlSafe(recompute)).bind(&days).execute(&mut *tx).await?;
+        sqlx::query(classified_sales!("t.business_date = ANY($1)")).bind(&days).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM stale_sales_days WHERE day = ANY($1)").bind(&days).execute(&mut *tx).await?;
         tx.commit().await?;
         done.days += days.len() as u64;
@@ -189,7 +220,8 @@ async fn refresh_clients(conn: &mut PgConnection, clients: &[String]) -> sqlx::R
     // Deleted first: a product moved to another line can leave a pair no line has any more.
     sqlx::query("DELETE FROM client_line_firsts WHERE client_id = ANY($1)").bind(clients).execute(&mut *conn).await?;
     let mut reclassified = BTreeSet::new();
-    for row in sqlx::query(CLIENT_HISTORIES).bind(clients).fetch_all(&mut *conn).await? {
+    let histories = concat!(client_histories!("t.client_id = ANY($1)"), " RETURNING client_id, first_document_id");
+    for row in sqlx::query(histories).bind(clients).fetch_all(&mut *conn).await? {
         let client: String = row.try_get("client_id")?;
         let document: String = row.try_get("first_document_id")?;
         if let Some((day, old)) = before.documents.get(&client)
@@ -198,7 +230,9 @@ async fn refresh_clients(conn: &mut PgConnection, clients: &[String]) -> sqlx::R
             reclassified.insert(*day);
         }
     }
-    for row in sqlx::query(CLIENT_LINE_FIRSTS).bind(clients).fetch_all(&mut *conn).await? {
+    let line_firsts =
+        concat!(client_line_firsts!("t.client_id = ANY($1)"), " RETURNING client_id, product_line_id, first_day");
+    for row in sqlx::query(line_firsts).bind(clients).fetch_all(&mut *conn).await? {
         let key: (String, String) = (row.try_get("client_id")?, row.try_get("product_line_id")?);
         let first_day: NaiveDate = row.try_get("first_day")?;
         if let Some(old) = before.lines.get(&key)
@@ -248,23 +282,9 @@ pub async fn rebuild(conn: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::query("TRUNCATE client_purchase_history, client_line_firsts, daily_sales, import_marks, stale_sales_days")
         .execute(&mut *conn)
         .await?;
-    sqlx::query(
-        "INSERT INTO client_purchase_history (client_id, purchase_days, first_document_id)
-         SELECT client_id, array_agg(DISTINCT business_date ORDER BY business_date),
-                (array_agg(document_id ORDER BY business_date, document_id))[1]
-         FROM transaction_lines WHERE amount_minor > 0 GROUP BY client_id",
-    )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO client_line_firsts (client_id, product_line_id, first_day)
-         SELECT t.client_id, p.product_line_id, min(t.business_date)
-         FROM transaction_lines t JOIN products p ON p.id = t.product_id
-         WHERE t.amount_minor > 0 GROUP BY 1, 2",
-    )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(sqlx::AssertSqlSafe(CLASSIFIED_SALES.replace("{filter}", "true"))).execute(&mut *conn).await?;
+    for statement in [client_histories!("true"), client_line_firsts!("true"), classified_sales!("true")] {
+        sqlx::query(statement).execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
