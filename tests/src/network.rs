@@ -466,10 +466,11 @@ pub async fn load(url: &str, generator: &Arc<Generator>) -> anyhow::Result<Loade
     )
     .await?;
     // The COPY bypassed ingestion, which keeps the purchase rollups.
-    let spinner = ProgressBar::new_spinner().with_message("building the purchase rollups");
+    let spinner = ProgressBar::new_spinner().with_message("building the purchase rollups and lifecycle counts");
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let mut tx = conn.begin().await?;
-    branchscore_clients::store::rollups::rebuild(&mut tx).await?;
+    let settings = branchscore_clients::store::settings::effective(&mut *tx, generator.as_of).await?;
+    branchscore_clients::store::rollups::rebuild(&mut tx, settings.settings.lifecycle_period_months).await?;
     tx.commit().await?;
     spinner.finish_with_message(format!("purchase rollups built in {:.1?}", spinner.elapsed()));
     conn.close().await?;

@@ -1,22 +1,18 @@
 //! `GetClientFacts` assembled from the store's raw material: lifecycle
 //! events and client counts per owner, sales per seller, per period. Pure.
-use crate::store::{ClientPurchaseDays, ClientPurchases, DailySales, SaleKind};
+use crate::store::lifecycle::PeriodCounts;
+use crate::store::{ClientPurchaseDays, ClientPurchases, SaleKind, SellerSales};
 use branchscore_proto::clients::v1::{ClientFacts, SalesFact};
 use branchscore_proto::common::v1::{Date, FactSource, Money};
-use branchscore_scoring::lifecycle::{self, EventCounts, LifecycleEvent, LifecycleFacts, LifecycleStatus};
+use branchscore_scoring::month_to_date::{self, ClientLifecycle, LifecycleCounts};
 use branchscore_scoring::periods::{self, Period};
 use branchscore_scoring::window::{LifecyclePeriods, WindowError};
-use chrono::NaiveDate;
 use std::collections::HashMap;
 
 /// Counts of one (period, branch, employee).
 #[derive(Debug, Default, Clone)]
 struct Tally {
-    events: EventCounts,
-    initial_stage: i64,
-    potential: i64,
-    buying: i64,
-    repeat_buyers: i64,
+    counts: LifecycleCounts,
     sales: [(i64, i64); 3],
     /// The records counted; `None` when sources are not asked for.
     sources: Option<Vec<FactSource>>,
@@ -57,15 +53,11 @@ fn row_of<'t>(tallies: &'t mut Tallies, periods: usize, branch: &str, employee: 
     employees.get_mut(employee).expect("inserted above")
 }
 
-/// Status of a client as of the end of `periods` (potential if not yet known to buy).
-fn status_on(periods: &LifecyclePeriods, purchases: &[NaiveDate]) -> LifecycleStatus {
-    lifecycle::status(periods, &LifecycleFacts::from_sorted_dates(periods, purchases))
-}
-
 /// Builds the facts of some periods from clients and sales fed one at a
 /// time, so that a million clients can be counted as their rows arrive.
 pub struct FactsBuilder<'p> {
     periods: &'p [Period],
+    lifecycle_months: u32,
     /// The lifecycle periods as of the day before the first period, and as of each period's end.
     day_before: Option<LifecyclePeriods>,
     ends: Vec<LifecyclePeriods>,
@@ -84,61 +76,55 @@ impl<'p> FactsBuilder<'p> {
             .transpose()?;
         let ends =
             periods.iter().map(|p| LifecyclePeriods::as_of(p.end, lifecycle_months)).collect::<Result<Vec<_>, _>>()?;
-        Ok(FactsBuilder { periods, day_before, ends, tallies: Tallies::new(), include_sources })
+        Ok(FactsBuilder { periods, lifecycle_months, day_before, ends, tallies: Tallies::new(), include_sources })
     }
 
     /// Counts a client's lifecycle events, stage and purchases in every
     /// period, for its owner; its purchase days must be sorted.
     pub fn add_client(&mut self, client: ClientPurchases<'_>) {
-        let days = client.purchase_days;
-        let mut before = match &self.day_before {
-            Some(day) if client.known_since <= day.as_of_date() => status_on(day, days),
-            _ => LifecycleStatus::Potential,
+        let lifecycle = ClientLifecycle {
+            known_since: client.known_since,
+            purchase_days: client.purchase_days,
+            period_months: self.lifecycle_months,
         };
         let (periods, ends, include_sources) = (self.periods, &self.ends, self.include_sources);
         let row = row_of(&mut self.tallies, periods.len(), client.branch_id, client.owner_employee_id);
-        for (i, period) in periods.iter().enumerate() {
-            if client.known_since > period.end && days.first().is_none_or(|d| *d > period.end) {
+        let mut before = self.day_before.as_ref();
+        for (i, (period, end)) in periods.iter().zip(ends).enumerate() {
+            let counts = month_to_date::counts_between(&lifecycle, before, period.start, end);
+            before = Some(end);
+            if counts.clients == 0 {
                 continue;
             }
-            let after = status_on(&ends[i], days);
             let tally = row[i].get_or_insert_with(|| Tally::new(include_sources));
-            let change = lifecycle::transition(before, after);
-            tally.events.add(&change);
-            let event_fact = match change.event {
-                LifecycleEvent::None => None,
-                LifecycleEvent::Acquired => Some("new_clients"),
-                LifecycleEvent::Lost => Some("lost_clients"),
-                LifecycleEvent::Restored => Some("restored_clients"),
-            };
-            if let Some(fact) = event_fact {
-                tally.source(fact, "client", client.id);
-            }
-            if matches!(after, LifecycleStatus::Potential | LifecycleStatus::New) {
-                tally.initial_stage += 1;
-                tally.source("clients_at_initial_stage", "client", client.id);
-            }
-            if after == LifecycleStatus::Potential {
-                tally.potential += 1;
-                tally.source("potential_clients", "client", client.id);
-            }
-            let bought = &days[days.partition_point(|d| *d < period.start)..days.partition_point(|d| *d <= period.end)];
-            if let Some(first_in_period) = bought.first() {
-                tally.buying += 1;
-                tally.source("buying_clients", "client", client.id);
-                // Purchase days are sorted: the client came back when the
-                // period holds a day after its first-ever one.
-                if Some(first_in_period) != days.first() || bought.len() > 1 {
-                    tally.repeat_buyers += 1;
-                    tally.source("repeat_buyers", "client", client.id);
+            tally.counts += counts;
+            for (counted, fact) in [
+                (counts.acquired, "new_clients"),
+                (counts.lost, "lost_clients"),
+                (counts.restored, "restored_clients"),
+                (counts.initial_stage, "clients_at_initial_stage"),
+                (counts.potential, "potential_clients"),
+                (counts.buying, "buying_clients"),
+                (counts.repeat_buyers, "repeat_buyers"),
+            ] {
+                if counted != 0 {
+                    tally.source(fact, "client", client.id);
                 }
             }
-            before = after;
         }
     }
 
-    /// Counts a day's sales of one kind for their seller.
-    pub fn add_sale(&mut self, sale: &DailySales) {
+    /// Counts the clients of one owner in one period, added up by the store.
+    pub fn add_counts(&mut self, counted: PeriodCounts) {
+        let include_sources = self.include_sources;
+        let row = row_of(&mut self.tallies, self.periods.len(), &counted.branch_id, &counted.employee_id);
+        if let Some(slot) = row.get_mut(counted.period) {
+            slot.get_or_insert_with(|| Tally::new(include_sources)).counts += counted.counts;
+        }
+    }
+
+    /// Counts a period's (or a day's) sales of one kind for their seller.
+    pub fn add_sale(&mut self, sale: &SellerSales) {
         let Some(i) = periods::index_of(self.periods, sale.day) else { return };
         let include_sources = self.include_sources;
         let row = row_of(&mut self.tallies, self.periods.len(), &sale.branch_id, &sale.employee_id);
@@ -179,13 +165,13 @@ impl<'p> FactsBuilder<'p> {
                 period_end: Some(Date::from(periods[i].end)),
                 branch_id,
                 employee_id,
-                new_clients: t.events.acquired as i64,
-                lost_clients: t.events.lost as i64,
-                restored_clients: t.events.restored as i64,
-                clients_at_initial_stage: t.initial_stage,
-                potential_clients: t.potential,
-                buying_clients: t.buying,
-                repeat_buyers: t.repeat_buyers,
+                new_clients: t.counts.acquired,
+                lost_clients: t.counts.lost,
+                restored_clients: t.counts.restored,
+                clients_at_initial_stage: t.counts.initial_stage,
+                potential_clients: t.counts.potential,
+                buying_clients: t.counts.buying,
+                repeat_buyers: t.counts.repeat_buyers,
                 primary_sales: fact(t.sales[0]),
                 repeat_sales: fact(t.sales[1]),
                 new_direction_sales: fact(t.sales[2]),
@@ -200,7 +186,7 @@ pub fn assemble(
     periods: &[Period],
     lifecycle_months: u32,
     clients: &[ClientPurchaseDays],
-    sales: &[DailySales],
+    sales: &[SellerSales],
     currency: &str,
     include_sources: bool,
 ) -> Result<Vec<ClientFacts>, WindowError> {
@@ -218,6 +204,7 @@ pub fn assemble(
 mod tests {
     use super::*;
     use branchscore_scoring::periods::Granularity;
+    use chrono::NaiveDate;
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).expect("date")
@@ -251,7 +238,7 @@ mod tests {
             client("C5", "E2", d(2025, 6, 1), &[d(2026, 7, 5), d(2026, 7, 20)]),
         ];
         let sales = [
-            DailySales {
+            SellerSales {
                 day: d(2026, 8, 10),
                 branch_id: "WAW".into(),
                 employee_id: "E1".into(),
@@ -260,7 +247,7 @@ mod tests {
                 amount_minor: 500,
                 document_ids: Vec::new(),
             },
-            DailySales {
+            SellerSales {
                 day: d(2026, 9, 2),
                 branch_id: "WAW".into(),
                 employee_id: "E1".into(),
@@ -269,7 +256,7 @@ mod tests {
                 amount_minor: 300,
                 document_ids: Vec::new(),
             },
-            DailySales {
+            SellerSales {
                 day: d(2026, 9, 3),
                 branch_id: "WAW".into(),
                 employee_id: "E1".into(),
@@ -278,7 +265,7 @@ mod tests {
                 amount_minor: 700,
                 document_ids: Vec::new(),
             },
-            DailySales {
+            SellerSales {
                 day: d(2026, 10, 1),
                 branch_id: "WAW".into(),
                 employee_id: "E1".into(),

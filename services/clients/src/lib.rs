@@ -5,6 +5,7 @@ pub mod api;
 pub mod explain;
 pub mod facts;
 pub mod freshness;
+pub mod gather;
 pub mod ingest;
 pub mod maturity_batch;
 pub mod nightly;
@@ -83,6 +84,7 @@ pub async fn run(
             };
             tokio::spawn(freshness::keep_fresh(
                 context.pool.clone(),
+                context.company.clone(),
                 freshness::REFRESH_EVERY,
                 nightly_shutdown.clone(),
             ));

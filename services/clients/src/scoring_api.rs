@@ -1,6 +1,6 @@
 //! The `branchscore.clients.v1.ScoringService` implementation: settings
 //! versions, the recompute batch and the reads built on its results.
-use crate::facts;
+use crate::gather;
 use crate::portrait;
 use crate::recompute::{Recompute, RunLock};
 use crate::settings;
@@ -454,34 +454,15 @@ impl ScoringService for ScoringApi {
             tokio::try_join!(db::read_within(self.pool(), remaining), db::read_within(self.pool(), remaining))
                 .map_err(AppError::from)?;
         let periods = periods::split(from, to, granularity);
-        let mut builder =
-            facts::FactsBuilder::new(&periods, stored.settings.lifecycle_period_months, body.include_sources)
-                .map_err(AppError::internal)?;
-        // Clients are counted as their rows arrive, while the sales are read.
-        let (_, sales) = tokio::try_join!(
-            store::each_client_purchases(
-                &mut days_tx,
-                to,
-                scope.as_deref(),
-                &body.branch_id,
-                &body.employee_id,
-                |client| builder.add_client(client)
-            ),
-            store::daily_sales(
-                &mut sales_tx,
-                from,
-                to,
-                scope.as_deref(),
-                &body.branch_id,
-                &body.employee_id,
-                body.include_sources
-            ),
-        )
-        .map_err(AppError::from)?;
-        for sale in &sales {
-            builder.add_sale(sale);
-        }
-        let facts = builder.finish(&self.company.currency);
+        let query = gather::FactsQuery {
+            periods: &periods,
+            lifecycle_months: stored.settings.lifecycle_period_months,
+            scope: scope.as_deref(),
+            branch_id: &body.branch_id,
+            employee_id: &body.employee_id,
+            include_sources: body.include_sources,
+        };
+        let facts = gather::client_facts(&mut days_tx, &mut sales_tx, &query, &self.company.currency).await?;
         Ok(Response::new(GetClientFactsResponse { facts, settings_version: stored.version }))
     }
 }

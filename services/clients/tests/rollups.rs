@@ -1,6 +1,8 @@
 //! The purchase rollups ingestion keeps agree with a from-scratch
 //! computation over the stored lines, whatever the order and concurrency of
-//! the batches that brought them, and after a product moves to another line.
+//! the batches that brought them, and after a product moves to another line;
+//! the lifecycle counts kept alongside agree with counts built from scratch
+//! and give the facts of counting clients one by one.
 use branchscore_platform::Role;
 use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
 use branchscore_proto::clients::v1::*;
@@ -73,6 +75,41 @@ async fn assert_rollups_match_lines(pool: &PgPool, when: &str) {
             .await
             .expect("kept firsts");
     assert_eq!(kept, expected, "{when}: client_line_firsts");
+    assert_lifecycle_counts_rebuild_alike(pool, when).await;
+}
+
+type CountsRow = (NaiveDate, String, String, [i64; 8]);
+
+/// The non-zero rows of a lifecycle counts table.
+async fn counts_rows(pool: &PgPool, table: &str, day: &str) -> Vec<CountsRow> {
+    let rows: Vec<(NaiveDate, String, String, Vec<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {day}, branch_id, employee_id,
+                ARRAY[acquired, lost, restored, buying, repeat_buyers, clients, initial_stage, potential]
+         FROM {table} ORDER BY 1, 2, 3"
+    )))
+    .fetch_all(pool)
+    .await
+    .expect("counts");
+    rows.into_iter()
+        .filter(|(_, _, _, counts)| counts.iter().any(|c| *c != 0))
+        .map(|(day, branch, employee, counts)| (day, branch, employee, counts.try_into().expect("eight counts")))
+        .collect()
+}
+
+/// Asserts that the lifecycle counts kept so far equal those built from
+/// scratch (for another lifecycle period, then back to 3 months).
+async fn assert_lifecycle_counts_rebuild_alike(pool: &PgPool, when: &str) {
+    use branchscore_clients::store::rollups::count_lifecycles;
+    let kept =
+        (counts_rows(pool, "lifecycle_daily", "day").await, counts_rows(pool, "lifecycle_monthly", "month").await);
+    assert!(kept.0.len() > 50, "{when}: too few lifecycle rows to mean anything ({})", kept.0.len());
+    count_lifecycles(pool, 4).await.expect("built for 4 months");
+    assert_ne!(counts_rows(pool, "lifecycle_daily", "day").await, kept.0, "{when}: another period, other counts");
+    count_lifecycles(pool, 3).await.expect("built for 3 months");
+    let rebuilt =
+        (counts_rows(pool, "lifecycle_daily", "day").await, counts_rows(pool, "lifecycle_monthly", "month").await);
+    assert_eq!(kept.0, rebuilt.0, "{when}: lifecycle_daily");
+    assert_eq!(kept.1, rebuilt.1, "{when}: lifecycle_monthly");
 }
 
 /// Documents of one to three lines over a few dozen days (so that clients
@@ -130,6 +167,9 @@ async fn rollups_agree_with_the_lines_after_shuffled_concurrent_imports() {
         })
         .collect();
     h.client.batch_upsert_clients(authorized(&admin, BatchUpsertClientsRequest { clients })).await.expect("clients");
+    let pool = PgPool::connect(&h.env.database.url).await.expect("pool");
+    // Built now, the counts are then kept by every refresh.
+    branchscore_clients::store::rollups::count_lifecycles(&pool, 3).await.expect("lifecycle counts");
 
     let lines = random_lines(&mut ChaCha8Rng::seed_from_u64(20261126));
     let erp = h.env.token(Role::ErpIntegration, &["*"]);
@@ -145,7 +185,6 @@ async fn rollups_agree_with_the_lines_after_shuffled_concurrent_imports() {
     let replies = futures::future::try_join_all(streams).await.expect("imports");
     assert_eq!(replies.iter().map(|r| r.rejected).sum::<i64>(), 0, "{replies:?}");
     assert_eq!(replies.iter().map(|r| r.accepted).sum::<i64>(), lines.len() as i64);
-    let pool = PgPool::connect(&h.env.database.url).await.expect("pool");
     assert_rollups_match_lines(&pool, "after the imports").await;
 
     // Purchases dated before everything else: the clients' old first
@@ -181,26 +220,41 @@ async fn rollups_agree_with_the_lines_after_shuffled_concurrent_imports() {
     h.client.batch_upsert_products(authorized(&admin, moved)).await.expect("moved");
     assert_rollups_match_lines(&pool, "after P-CARD moved to PL-LEASING").await;
 
-    // The facts read from the rollups equal those computed from the lines
-    // with their sources listed.
+    // A client without an owner, one registered earlier, one moved to the
+    // other branch: their lifecycle counts move with them.
+    let mut moved_clients =
+        vec![client("C-03", "WAW", ""), client("C-04", "WAW", "E-WAW"), client("C-05", "KRK", "E-KRK")];
+    moved_clients[1].known_since = date(2020, 3, 1);
+    h.client
+        .batch_upsert_clients(authorized(&admin, BatchUpsertClientsRequest { clients: moved_clients }))
+        .await
+        .expect("changed clients");
+    assert_rollups_match_lines(&pool, "after clients changed owner, registration and branch").await;
+
+    // The facts read from the rollups and the lifecycle counts equal those
+    // counted client by client with their sources listed, for whole months
+    // and for a last month cut short.
     let mut scoring = ScoringServiceClient::new(branchscore_testkit::channel(h.addr).await);
-    let ask = |include_sources: bool| {
-        authorized(
-            &admin,
-            GetClientFactsRequest {
-                from: date(2025, 1, 1),
-                to: date(2026, 10, 31),
-                granularity: Granularity::Month as i32,
-                include_sources,
-                ..Default::default()
-            },
-        )
-    };
-    let plain = scoring.get_client_facts(ask(false)).await.expect("plain").into_inner().facts;
-    let listed = scoring.get_client_facts(ask(true)).await.expect("listed").into_inner().facts;
-    let without_sources: Vec<ClientFacts> =
-        listed.iter().map(|row| ClientFacts { sources: Vec::new(), ..row.clone() }).collect();
-    assert!(plain.len() > 20, "{}", plain.len());
-    assert_eq!(plain, without_sources);
+    for to in [date(2026, 10, 31), date(2026, 10, 17)] {
+        let ask = |include_sources: bool| {
+            authorized(
+                &admin,
+                GetClientFactsRequest {
+                    from: date(2025, 1, 1),
+                    to,
+                    granularity: Granularity::Month as i32,
+                    include_sources,
+                    ..Default::default()
+                },
+            )
+        };
+        let plain = scoring.get_client_facts(ask(false)).await.expect("plain").into_inner().facts;
+        let listed = scoring.get_client_facts(ask(true)).await.expect("listed").into_inner().facts;
+        let without_sources: Vec<ClientFacts> =
+            listed.iter().map(|row| ClientFacts { sources: Vec::new(), ..row.clone() }).collect();
+        assert!(plain.len() > 20, "{}", plain.len());
+        assert!(plain.iter().map(|row| row.lost_clients + row.restored_clients).sum::<i64>() > 5);
+        assert_eq!(plain, without_sources, "to {to:?}");
+    }
     pool.close().await;
 }

@@ -42,6 +42,7 @@ pub mod cross_sell;
 pub mod kpi;
 pub mod lifecycle;
 pub mod maturity;
+pub mod month_to_date;
 pub mod nps;
 pub mod periods;
 pub mod pipeline;

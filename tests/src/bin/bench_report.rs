@@ -28,11 +28,15 @@
 //! * `GetClientFacts` straight to the clients service (no reporting hop, no
 //!   employee names, no table);
 //! * in-process: what the GetClientFacts handler does, without gRPC: the
-//!   settings, then `store::each_client_purchases` (counted by a
-//!   `facts::FactsBuilder` as rows arrive) and `store::daily_sales`
-//!   concurrently on a pool like the service's;
-//! * each of the two store queries alone (clients collected), and
-//!   `facts::assemble` alone on the rows they last read.
+//!   settings, then `gather::client_facts` on a pool like the service's
+//!   (clients from `store::lifecycle::monthly_counts` when the periods are
+//!   months, else streamed from `store::each_client_purchases` into a
+//!   `facts::FactsBuilder`; `store::seller_sales` concurrently);
+//! * the clients counted one by one instead: `store::client_purchase_days`
+//!   alone (clients collected), `store::seller_sales` alone, and
+//!   `facts::assemble` alone on the rows they last read; its facts must
+//!   equal the others, which cross-checks the lifecycle counts against
+//!   counting every client.
 //!
 //! Every report must equal the first one and the table built in-process from
 //! the store's rows by the reporting service's own `tables::period_report`;
@@ -56,8 +60,8 @@
 //! Prints a markdown table (p50, p95 and max of the timed calls) and the goal
 //! line: GetPeriodReport over a year of the whole network with a p95 under
 //! 500 ms.
-use branchscore_clients::store::{ClientPurchaseDays, DailySales};
-use branchscore_clients::{facts, store};
+use branchscore_clients::store::{ClientPurchaseDays, SellerSales};
+use branchscore_clients::{facts, gather, store};
 use branchscore_platform::Role;
 use branchscore_platform::client::ClientConfig;
 use branchscore_platform::config::{DatabaseConfig, ServerConfig};
@@ -186,23 +190,23 @@ enum Path {
     Facts,
     InProcess,
     PurchaseDays,
-    DailySales,
+    SellerSales,
     Assemble,
 }
 
 impl Path {
     /// Called in every round, in a rotating order; `Assemble` runs after them on the last rows read.
-    const ROUND: [Path; 5] = [Path::Report, Path::Facts, Path::InProcess, Path::PurchaseDays, Path::DailySales];
+    const ROUND: [Path; 5] = [Path::Report, Path::Facts, Path::InProcess, Path::PurchaseDays, Path::SellerSales];
     const ALL: [Path; 6] =
-        [Path::Report, Path::Facts, Path::InProcess, Path::PurchaseDays, Path::DailySales, Path::Assemble];
+        [Path::Report, Path::Facts, Path::InProcess, Path::PurchaseDays, Path::SellerSales, Path::Assemble];
 
     fn name(self) -> &'static str {
         match self {
             Path::Report => "GetPeriodReport through the reporting service (gRPC, two hops)",
             Path::Facts => "GetClientFacts straight to the clients service (gRPC, one hop)",
-            Path::InProcess => "in-process: settings, clients counted as they stream in, sales read concurrently",
+            Path::InProcess => "in-process: settings, then gather::client_facts (the handler's reads)",
             Path::PurchaseDays => "  store::client_purchase_days alone (SQL, rows decoded and collected)",
-            Path::DailySales => "  store::daily_sales alone (SQL, rows decoded)",
+            Path::SellerSales => "  store::seller_sales alone (SQL, rows decoded)",
             Path::Assemble => "  facts::assemble alone (Rust, on the rows read)",
         }
     }
@@ -214,7 +218,7 @@ struct Seen {
     report: Option<GetPeriodReportResponse>,
     facts: Option<Vec<ClientFacts>>,
     clients: Vec<ClientPurchaseDays>,
-    sales: Vec<DailySales>,
+    sales: Vec<SellerSales>,
     lifecycle_months: u32,
     purchase_days_rows: usize,
     daily_sales_rows: usize,
@@ -261,17 +265,15 @@ impl Bench {
                     tokio::try_join!(db::read_within(&self.pool, None), db::read_within(&self.pool, None))?;
                 let lifecycle_months = stored.settings.lifecycle_period_months;
                 let periods = case.periods();
-                let mut builder = facts::FactsBuilder::new(&periods, lifecycle_months, false)
-                    .map_err(|e| anyhow::anyhow!("facts::FactsBuilder: {e:?}"))?;
-                let (_, sales) = tokio::try_join!(
-                    store::each_client_purchases(&mut days_tx, case.to, scope, &case.branch_id, "", |client| builder
-                        .add_client(client)),
-                    store::daily_sales(&mut sales_tx, case.from, case.to, scope, &case.branch_id, "", false),
-                )?;
-                for sale in &sales {
-                    builder.add_sale(sale);
-                }
-                let rows = builder.finish(&self.currency);
+                let query = gather::FactsQuery {
+                    periods: &periods,
+                    lifecycle_months,
+                    scope,
+                    branch_id: &case.branch_id,
+                    employee_id: "",
+                    include_sources: false,
+                };
+                let rows = gather::client_facts(&mut days_tx, &mut sales_tx, &query, &self.currency).await?;
                 let elapsed = started.elapsed();
                 seen.lifecycle_months = lifecycle_months;
                 expect_facts(case, seen, rows, "the in-process facts")?;
@@ -285,17 +287,11 @@ impl Bench {
                 seen.clients = rows;
                 Ok(elapsed)
             }
-            Path::DailySales => {
-                let rows = store::daily_sales(
-                    &mut *self.pool.acquire().await?,
-                    case.from,
-                    case.to,
-                    scope,
-                    &case.branch_id,
-                    "",
-                    false,
-                )
-                .await?;
+            Path::SellerSales => {
+                let periods = case.periods();
+                let rows =
+                    store::seller_sales(&mut *self.pool.acquire().await?, &periods, scope, &case.branch_id, "", false)
+                        .await?;
                 let elapsed = started.elapsed();
                 seen.daily_sales_rows = rows.len();
                 seen.sales = rows;
@@ -416,7 +412,7 @@ impl Bench {
         while held.len() < self.pool.size() as usize && self.pool.num_idle() > 0 {
             held.push(self.pool.acquire().await?);
         }
-        let mut counts = vec![("store::client_purchase_days", 0, 0), ("store::daily_sales", 0, 0)];
+        let mut counts = vec![("store::client_purchase_days", 0, 0), ("store::seller_sales", 0, 0)];
         let patterns = ["%array_agg(DISTINCT t.business_date%", "WITH sold AS%"];
         for conn in &mut held {
             for (count, pattern) in counts.iter_mut().zip(patterns) {

@@ -1,6 +1,7 @@
 //! The raw material of `GetClientFacts`: clients with their purchase days,
 //! and sales per day, branch, seller and kind.
 use super::rollups;
+use branchscore_scoring::periods::Period;
 use chrono::NaiveDate;
 use futures::TryStreamExt;
 use sqlx::{PgConnection, PgPool, Row};
@@ -111,9 +112,10 @@ pub enum SaleKind {
     NewDirection,
 }
 
-/// Sales of one kind on one day by one seller in one branch.
+/// Sales of one kind by one seller in one branch, on one day or summed over a period.
 #[derive(Debug, Clone)]
-pub struct DailySales {
+pub struct SellerSales {
+    /// The day sold, or the first day of the period summed.
     pub day: NaiveDate,
     pub branch_id: String,
     pub employee_id: String,
@@ -124,30 +126,29 @@ pub struct DailySales {
     pub document_ids: Vec<String>,
 }
 
-/// Purchases sold in `[from, to]` within the filters, classified per line:
+/// Purchases sold in `periods` within the filters, classified per line:
 /// primary if the line belongs to the client's first purchase document (the
 /// earliest day, then the smallest document id), else repeat if the client
 /// bought the line's product line on an earlier day, else new direction.
-/// Read from the rollup ingestion keeps; with `list_documents`, computed
-/// from the lines so that each row also names the documents it counts.
-pub async fn daily_sales(
+/// Summed per period from the rollup ingestion keeps; with
+/// `list_documents`, per day and computed from the lines, so that each row
+/// also names the documents it counts.
+pub async fn seller_sales(
     conn: &mut PgConnection,
-    from: NaiveDate,
-    to: NaiveDate,
+    periods: &[Period],
     scope: Option<&[String]>,
     branch_id: &str,
     employee_id: &str,
     list_documents: bool,
-) -> sqlx::Result<Vec<DailySales>> {
-    let statement = if list_documents { rollups::DAILY_SALES_WITH_DOCUMENTS } else { rollups::DAILY_SALES };
-    let rows = sqlx::query(statement)
-        .bind(from)
-        .bind(to)
-        .bind(scope)
-        .bind(branch_id)
-        .bind(employee_id)
-        .fetch_all(&mut *conn)
-        .await?;
+) -> sqlx::Result<Vec<SellerSales>> {
+    let (Some(first), Some(last)) = (periods.first(), periods.last()) else { return Ok(Vec::new()) };
+    let statement = if list_documents { rollups::DAILY_SALES_WITH_DOCUMENTS } else { rollups::PERIOD_SALES };
+    let mut query =
+        sqlx::query(statement).bind(first.start).bind(last.end).bind(scope).bind(branch_id).bind(employee_id);
+    if !list_documents {
+        query = query.bind(periods.iter().map(|p| p.start).collect::<Vec<_>>());
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
     rows.iter()
         .map(|row| {
             let kind = match row.try_get::<i32, _>("kind")? {
@@ -155,7 +156,7 @@ pub async fn daily_sales(
                 1 => SaleKind::Repeat,
                 _ => SaleKind::NewDirection,
             };
-            Ok(DailySales {
+            Ok(SellerSales {
                 day: row.try_get("day")?,
                 branch_id: row.try_get("branch_id")?,
                 employee_id: row.try_get("employee_id")?,

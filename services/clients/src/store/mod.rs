@@ -2,6 +2,7 @@
 //! branch filter (`None` = whole network) so scope is enforced in SQL.
 mod aggregates;
 mod facts;
+pub mod lifecycle;
 pub mod rollups;
 mod scores;
 mod segments;
@@ -263,6 +264,8 @@ pub async fn upsert_clients(
         written.insert(row.try_get::<String, _>("id")?);
     }
     outcome.out_of_scope = clients.iter().filter(|c| !written.contains(&c.id)).map(|c| c.id.clone()).collect();
+    // A new owner, branch or registration date moves the client's lifecycle counts.
+    rollups::mark_master_data(tx, &written.into_iter().collect::<Vec<_>>()).await?;
     Ok(outcome)
 }
 

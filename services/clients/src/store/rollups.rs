@@ -12,7 +12,11 @@
 //! first-document day, the old first day of a product line), and
 //! recomputes the stale days. Refreshes take turns on an advisory lock, so
 //! an older snapshot never overwrites a newer result.
-use super::NewTransactionLine;
+//!
+//! The same refresh recounts the marked clients' lifecycle counts
+//! ([`lifecycle`]); a master-data change marks its clients for that alone
+//! ([`mark_master_data`]).
+use super::{NewTransactionLine, lifecycle};
 use branchscore_platform::db;
 use chrono::NaiveDate;
 use sqlx::{PgConnection, PgPool, Row};
@@ -91,15 +95,19 @@ macro_rules! client_line_firsts {
     };
 }
 
-/// The `daily_sales` rows of `[$1, $2]` within the filters ($3 branch list
-/// or NULL, $4 branch or '', $5 seller or ''), with no documents listed.
-pub(super) const DAILY_SALES: &str = "SELECT day, branch_id, employee_id, kind::int4 AS kind, documents,
-            amount_minor AS amount, '{}'::text[] AS document_ids
+/// The `daily_sales` of `[$1, $2]` within the filters ($3 branch list or
+/// NULL, $4 branch or '', $5 seller or '') summed per period ($6: the
+/// periods' first days, in order), with no documents listed.
+pub(super) const PERIOD_SALES: &str =
+    "SELECT ($6::date[])[width_bucket(day, $6::date[])] AS day, branch_id, employee_id,
+            kind::int4 AS kind, sum(documents)::int8 AS documents, sum(amount_minor)::int8 AS amount,
+            '{}'::text[] AS document_ids
      FROM daily_sales
      WHERE day BETWEEN $1 AND $2 AND ($3::text[] IS NULL OR branch_id = ANY($3)) AND ($4 = '' OR branch_id = $4)
-       AND ($5 = '' OR employee_id = $5)";
+       AND ($5 = '' OR employee_id = $5)
+     GROUP BY 1, 2, 3, 4";
 
-/// The same rows computed from the lines, each naming the documents it counts.
+/// The same per day, computed from the lines, each row naming the documents it counts.
 pub(super) const DAILY_SALES_WITH_DOCUMENTS: &str = concat!(
     "SELECT t.business_date AS day, t.branch_id, t.employee_id, ",
     sale_kind!(),
@@ -165,24 +173,31 @@ pub async fn refresh(
     loop {
         let mut tx = begin().await?;
         serialize(&mut tx).await?;
-        let marks = sqlx::query("SELECT id, clients, days FROM import_marks ORDER BY id LIMIT $1")
+        let marks = sqlx::query("SELECT id, clients, days, purchases_changed FROM import_marks ORDER BY id LIMIT $1")
             .bind(MARKS_PER_REFRESH)
             .fetch_all(&mut *tx)
             .await?;
         if marks.is_empty() {
             break;
         }
-        let (mut ids, mut clients, mut days) = (Vec::new(), BTreeSet::new(), BTreeSet::new());
+        let (mut ids, mut buyers, mut clients, mut days) =
+            (Vec::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for mark in &marks {
             if clients.len() >= CLIENTS_PER_REFRESH {
                 break;
             }
             ids.push(mark.try_get::<i64, _>("id")?);
-            clients.extend(mark.try_get::<Vec<String>, _>("clients")?);
+            let marked = mark.try_get::<Vec<String>, _>("clients")?;
+            if mark.try_get("purchases_changed")? {
+                buyers.extend(marked.iter().cloned());
+            }
+            clients.extend(marked);
             days.extend(mark.try_get::<Vec<NaiveDate>, _>("days")?);
         }
-        let clients: Vec<String> = clients.into_iter().collect();
-        days.extend(refresh_clients(&mut tx, &clients).await?);
+        let (buyers, clients): (Vec<String>, Vec<String>) =
+            (buyers.into_iter().collect(), clients.into_iter().collect());
+        days.extend(refresh_clients(&mut tx, &buyers).await?);
+        lifecycle::recount(&mut tx, &clients).await?;
         sqlx::query("INSERT INTO stale_sales_days (day) SELECT unnest($1::date[]) ON CONFLICT DO NOTHING")
             .bind(days.into_iter().collect::<Vec<_>>())
             .execute(&mut *tx)
@@ -244,6 +259,32 @@ async fn refresh_clients(conn: &mut PgConnection, clients: &[String]) -> sqlx::R
     Ok(reclassified)
 }
 
+/// Records, for the next refresh, that the branch, owner or registration
+/// date of `clients` may have changed: their lifecycle counts are redone.
+pub async fn mark_master_data(conn: &mut PgConnection, clients: &[String]) -> sqlx::Result<()> {
+    if clients.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO import_marks (clients, days, purchases_changed) VALUES ($1, '{}', false)")
+        .bind(clients)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Builds the lifecycle counts for a lifecycle period of `months` unless
+/// they are built for it already; whether it built them.
+pub async fn count_lifecycles(pool: &PgPool, months: u32) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    serialize(&mut tx).await?;
+    if lifecycle::built_for(&mut tx).await? == Some(months) {
+        return Ok(false);
+    }
+    lifecycle::rebuild(&mut tx, months).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// Records, for the next refresh, the buyers of `products` (which moved to
 /// another product line) and the days of their purchases of them: those
 /// lines now count against another line's first day. Buyers go in marks of
@@ -270,8 +311,8 @@ pub async fn mark_moved_products(conn: &mut PgConnection, products: &[String]) -
 }
 
 /// Rebuilds every rollup from the stored lines, after a bulk load that
-/// bypassed ingestion.
-pub async fn rebuild(conn: &mut PgConnection) -> sqlx::Result<()> {
+/// bypassed ingestion, with lifecycle counts for a period of `lifecycle_months`.
+pub async fn rebuild(conn: &mut PgConnection, lifecycle_months: u32) -> sqlx::Result<()> {
     serialize(conn).await?;
     sqlx::query(
         "LOCK TABLE client_purchase_history, client_line_firsts, daily_sales, import_marks, stale_sales_days
@@ -285,7 +326,7 @@ pub async fn rebuild(conn: &mut PgConnection) -> sqlx::Result<()> {
     for statement in [client_histories!("true"), client_line_firsts!("true"), classified_sales!("true")] {
         sqlx::query(statement).execute(&mut *conn).await?;
     }
-    Ok(())
+    lifecycle::rebuild(conn, lifecycle_months).await
 }
 
 /// The firsts of some clients before a refresh.

@@ -44,12 +44,12 @@ fn from_row(row: &sqlx::postgres::PgRow) -> sqlx::Result<StoredSettings> {
 
 /// The version in effect on `as_of`: the latest effective date on or before
 /// it, the highest version among equals; the built-in defaults if none.
-pub async fn effective(pool: &PgPool, as_of: NaiveDate) -> sqlx::Result<StoredSettings> {
+pub async fn effective<'e>(db: impl sqlx::PgExecutor<'e>, as_of: NaiveDate) -> sqlx::Result<StoredSettings> {
     let row = sqlx::query(
         "SELECT * FROM scoring_settings WHERE effective_from <= $1 ORDER BY effective_from DESC, version DESC LIMIT 1",
     )
     .bind(as_of)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     row.as_ref().map_or_else(|| Ok(StoredSettings::built_in()), from_row)
 }

@@ -1,0 +1,61 @@
+//! The reads behind `GetClientFacts`: clients counted while the sales are
+//! read, on two connections.
+use crate::facts::FactsBuilder;
+use crate::store::{self, lifecycle};
+use branchscore_platform::AppError;
+use branchscore_proto::clients::v1::ClientFacts;
+use branchscore_scoring::periods::Period;
+use sqlx::PgConnection;
+
+/// What facts are asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct FactsQuery<'a> {
+    pub periods: &'a [Period],
+    pub lifecycle_months: u32,
+    /// Branches the caller may see; `None`: all.
+    pub scope: Option<&'a [String]>,
+    /// One branch, or ''.
+    pub branch_id: &'a str,
+    /// One owner or seller, or ''.
+    pub employee_id: &'a str,
+    pub include_sources: bool,
+}
+
+/// The facts of `query`. Clients come from the lifecycle counts when the
+/// periods are months and the counts are built for the lifecycle period;
+/// otherwise (and to list sources) they are counted one by one as their
+/// rows arrive. Rollups must be refreshed by the caller.
+pub async fn client_facts(
+    clients_conn: &mut PgConnection,
+    sales_conn: &mut PgConnection,
+    query: &FactsQuery<'_>,
+    currency: &str,
+) -> Result<Vec<ClientFacts>, AppError> {
+    let FactsQuery { periods, lifecycle_months, scope, branch_id, employee_id, include_sources } = *query;
+    let mut builder = FactsBuilder::new(periods, lifecycle_months, include_sources).map_err(AppError::internal)?;
+    let count_clients = async {
+        if !include_sources && lifecycle::counts_months(periods) {
+            let counted =
+                lifecycle::monthly_counts(clients_conn, periods, lifecycle_months, scope, branch_id, employee_id)
+                    .await?;
+            if let Some(counted) = counted {
+                counted.into_iter().for_each(|counts| builder.add_counts(counts));
+                return Ok(());
+            }
+        }
+        let to = periods.last().map_or_else(chrono::NaiveDate::default, |p| p.end);
+        store::each_client_purchases(clients_conn, to, scope, branch_id, employee_id, |client| {
+            builder.add_client(client)
+        })
+        .await
+        .map(drop)
+    };
+    let (_, sales) = tokio::try_join!(
+        count_clients,
+        store::seller_sales(sales_conn, periods, scope, branch_id, employee_id, include_sources),
+    )?;
+    for sale in &sales {
+        builder.add_sale(sale);
+    }
+    Ok(builder.finish(currency))
+}
