@@ -52,7 +52,7 @@
 //! outcome is printed, and the benchmark waits until Postgres has no active
 //! statement left on the database (a call given up on does not stop the
 //! statements it started), which it reports too. It also counts, on the
-//! in-process pool's connections, how many executions of the two store
+//! in-process pool's connections, how many executions of the store
 //! statements ran with a custom and with a generic plan (Postgres may switch
 //! a prepared statement to a generic plan from its sixth execution on a
 //! connection).
@@ -405,15 +405,23 @@ impl Bench {
         Ok(Deployed { outcome, elapsed, busy_after })
     }
 
-    /// (statement, executions with a custom plan, with a generic plan) of the two store statements, summed over
+    /// (statement, executions with a custom plan, with a generic plan) of the store statements, summed over
     /// the in-process pool's connections.
     async fn plans(&self) -> anyhow::Result<Vec<(&'static str, i64, i64)>> {
         let mut held = Vec::new();
         while held.len() < self.pool.size() as usize && self.pool.num_idle() > 0 {
             held.push(self.pool.acquire().await?);
         }
-        let mut counts = vec![("store::client_purchase_days", 0, 0), ("store::seller_sales", 0, 0)];
-        let patterns = ["%array_agg(DISTINCT t.business_date%", "WITH sold AS%"];
+        let mut counts = vec![
+            ("store::client_purchase_days", 0, 0),
+            ("store::seller_sales", 0, 0),
+            ("store::lifecycle::monthly_counts", 0, 0),
+        ];
+        let patterns = [
+            "%FROM clients c LEFT JOIN client_purchase_history%",
+            "%FROM daily_sales%",
+            "%FROM lifecycle_counts_built%",
+        ];
         for conn in &mut held {
             for (count, pattern) in counts.iter_mut().zip(patterns) {
                 let (custom, generic): (i64, i64) = sqlx::query_as(
