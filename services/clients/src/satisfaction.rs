@@ -32,6 +32,7 @@ impl SatisfactionSource {
         as_of: NaiveDate,
         credentials: CallCredentials,
     ) -> Option<HashMap<String, f64>> {
+        let credentials = credentials.with_deadline(self.retry.deadline());
         let client = FeedbackServiceClient::with_interceptor(self.channel.clone(), credentials);
         let mut found = HashMap::new();
         for chunk in client_ids.chunks(BATCH) {

@@ -34,7 +34,7 @@ impl ClientsDirectory {
     }
 
     fn client(&self, credentials: &CallCredentials) -> Client {
-        ClientsServiceClient::with_interceptor(self.channel.clone(), credentials.clone())
+        ClientsServiceClient::with_interceptor(self.channel.clone(), credentials.with_deadline(self.retry.deadline()))
             .max_decoding_message_size(64 * 1024 * 1024)
     }
 

@@ -95,7 +95,10 @@ impl PipelineApi {
 
     /// The client as the clients service knows it, asked with the caller's token.
     async fn client_branch<T>(&self, request: &Request<T>, client_id: &str) -> AppResult<String> {
-        let clients = ClientsServiceClient::with_interceptor(self.clients.clone(), CallCredentials::forwarded(request));
+        let clients = ClientsServiceClient::with_interceptor(
+            self.clients.clone(),
+            CallCredentials::forwarded(request).with_deadline(self.retry.deadline()),
+        );
         let asked = self
             .retry
             .call_idempotent(|| {
