@@ -18,6 +18,16 @@ pub fn abc_class(class: Option<AbcClass>) -> common::AbcClass {
     }
 }
 
+/// The class of a stored class code (`abc_class` columns hold the proto values).
+pub fn abc_of_stored(code: i16) -> Option<AbcClass> {
+    match common::AbcClass::try_from(i32::from(code)) {
+        Ok(common::AbcClass::A) => Some(AbcClass::A),
+        Ok(common::AbcClass::B) => Some(AbcClass::B),
+        Ok(common::AbcClass::C) => Some(AbcClass::C),
+        _ => None,
+    }
+}
+
 pub fn xyz_class(class: Option<XyzClass>) -> common::XyzClass {
     match class {
         Some(XyzClass::X) => common::XyzClass::X,

@@ -1,9 +1,11 @@
 //! `GetClientFacts` assembled from the store's raw material: lifecycle
 //! events and client counts per owner, sales per seller, per period. Pure.
+use crate::explain;
 use crate::store::lifecycle::PeriodCounts;
-use crate::store::{ClientPurchaseDays, ClientPurchases, SaleKind, SellerSales};
+use crate::store::{ClassMoves, ClientPurchaseDays, ClientPurchases, SaleKind, SellerSales};
 use branchscore_proto::clients::v1::{ClientFacts, SalesFact};
 use branchscore_proto::common::v1::{Date, FactSource, Money};
+use branchscore_scoring::abc::{self, ClassMove};
 use branchscore_scoring::month_to_date::{self, ClientLifecycle, LifecycleCounts};
 use branchscore_scoring::periods::{self, Period};
 use branchscore_scoring::window::{LifecyclePeriods, WindowError};
@@ -13,6 +15,8 @@ use std::collections::HashMap;
 #[derive(Debug, Default, Clone)]
 struct Tally {
     counts: LifecycleCounts,
+    class_upgrades: i64,
+    class_downgrades: i64,
     sales: [(i64, i64); 3],
     /// The records counted; `None` when sources are not asked for.
     sources: Option<Vec<FactSource>>,
@@ -123,6 +127,30 @@ impl<'p> FactsBuilder<'p> {
         }
     }
 
+    /// Counts ABC class moves of one owner's clients from one class to another.
+    pub fn add_class_moves(&mut self, moves: &ClassMoves) {
+        let Some(i) = periods::index_of(self.periods, moves.period_start) else { return };
+        let class_move =
+            abc::class_move(explain::abc_of_stored(moves.previous_abc_class), explain::abc_of_stored(moves.abc_class));
+        let include_sources = self.include_sources;
+        let row = row_of(&mut self.tallies, self.periods.len(), &moves.branch_id, &moves.employee_id);
+        let tally = row[i].get_or_insert_with(|| Tally::new(include_sources));
+        let fact = match class_move {
+            ClassMove::Up => {
+                tally.class_upgrades += moves.clients;
+                "class_upgrades"
+            }
+            ClassMove::Down => {
+                tally.class_downgrades += moves.clients;
+                "class_downgrades"
+            }
+            ClassMove::None => return,
+        };
+        for id in &moves.moves {
+            tally.source(fact, "class_move", id);
+        }
+    }
+
     /// Counts a period's (or a day's) sales of one kind for their seller.
     pub fn add_sale(&mut self, sale: &SellerSales) {
         let Some(i) = periods::index_of(self.periods, sale.day) else { return };
@@ -172,6 +200,8 @@ impl<'p> FactsBuilder<'p> {
                 potential_clients: t.counts.potential,
                 buying_clients: t.counts.buying,
                 repeat_buyers: t.counts.repeat_buyers,
+                class_upgrades: t.class_upgrades,
+                class_downgrades: t.class_downgrades,
                 primary_sales: fact(t.sales[0]),
                 repeat_sales: fact(t.sales[1]),
                 new_direction_sales: fact(t.sales[2]),

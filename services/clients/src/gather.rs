@@ -1,5 +1,5 @@
-//! The reads behind `GetClientFacts`: clients counted while the sales are
-//! read, on two connections.
+//! The reads behind `GetClientFacts`: clients counted while the sales and
+//! class moves are read, on two connections.
 use crate::facts::FactsBuilder;
 use crate::store::{self, lifecycle};
 use branchscore_platform::AppError;
@@ -50,12 +50,18 @@ pub async fn client_facts(
         .await
         .map(drop)
     };
-    let (_, sales) = tokio::try_join!(
-        count_clients,
-        store::seller_sales(sales_conn, periods, scope, branch_id, employee_id, include_sources),
-    )?;
+    // Sales and class moves are small reads, one after the other beside the clients.
+    let sales_and_moves = async {
+        let sales = store::seller_sales(sales_conn, periods, scope, branch_id, employee_id, include_sources).await?;
+        let moves = store::class_moves(sales_conn, periods, scope, branch_id, employee_id, include_sources).await?;
+        Ok::<_, sqlx::Error>((sales, moves))
+    };
+    let (_, (sales, moves)) = tokio::try_join!(count_clients, sales_and_moves)?;
     for sale in &sales {
         builder.add_sale(sale);
+    }
+    for class_moves in &moves {
+        builder.add_class_moves(class_moves);
     }
     Ok(builder.finish(currency))
 }

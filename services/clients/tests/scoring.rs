@@ -493,7 +493,7 @@ async fn client_facts_per_employee_and_period() {
 }
 
 /// Each counter of a facts row with the kind of record behind it.
-fn counters(row: &ClientFacts) -> [(&'static str, &'static str, i64); 10] {
+fn counters(row: &ClientFacts) -> [(&'static str, &'static str, i64); 12] {
     let documents = |fact: &Option<SalesFact>| fact.as_ref().map_or(0, |s| s.documents);
     [
         ("new_clients", "client", row.new_clients),
@@ -506,6 +506,8 @@ fn counters(row: &ClientFacts) -> [(&'static str, &'static str, i64); 10] {
         ("primary_sales", "document", documents(&row.primary_sales)),
         ("repeat_sales", "document", documents(&row.repeat_sales)),
         ("new_direction_sales", "document", documents(&row.new_direction_sales)),
+        ("class_upgrades", "class_move", row.class_upgrades),
+        ("class_downgrades", "class_move", row.class_downgrades),
     ]
 }
 
@@ -609,6 +611,63 @@ async fn client_facts_list_the_clients_and_documents_they_count() {
     let staff = h.env.token(Role::BranchStaff, &["WAW"]);
     let own = scoring.get_client_facts(ask(&staff, Granularity::Unspecified, true)).await.expect("own");
     assert_eq!(own.into_inner().facts, std::slice::from_ref(waw));
+}
+
+/// The network recomputed on three dates, window = the 12 months before D's month:
+/// * 2025-12-15 (window 2024-12..2025-11): C-WAW-1 600 A, C-KRK-2 400 (prior
+///   46%) A, C-KRK-1 300 (prior 77%) B; C-WAW-3 has no revenue yet.
+/// * 2026-01-15 (2025-01..2025-12): C-WAW-1 1200 A, C-KRK-1 600 (prior 44%)
+///   A: up; C-WAW-3 500 (67%) B: a first class, no move; C-KRK-2 400 (85%)
+///   C: down.
+/// * 2026-02-15 (2025-02..2026-01): C-WAW-1 1800 A, C-WAW-3 1000 (prior
+///   49%) A: up; C-KRK-1 900 (76%) B: down; C-KRK-2 no revenue: down (out).
+#[tokio::test]
+async fn class_moves_per_owner_and_month() {
+    let (h, mut scoring) = network().await;
+    let admin = h.admin.clone();
+    for as_of in [date(2025, 12, 15), date(2026, 1, 15), date(2026, 2, 15)] {
+        recompute(&mut scoring, &admin, as_of).await.expect("recompute");
+    }
+    let ask = |include_sources: bool| {
+        authorized(
+            &admin,
+            GetClientFactsRequest {
+                from: date(2025, 12, 1),
+                to: date(2026, 2, 28),
+                granularity: Granularity::Month as i32,
+                include_sources,
+                ..Default::default()
+            },
+        )
+    };
+    let facts = scoring.get_client_facts(ask(true)).await.expect("facts").into_inner().facts;
+    let moves = |month: u32, employee: &str| {
+        let row = facts
+            .iter()
+            .find(|f| f.employee_id == employee && f.period_start.as_ref().is_some_and(|d| d.month == month as i32))
+            .expect("row");
+        (
+            row.class_upgrades,
+            row.class_downgrades,
+            sources_of(row, "class_upgrades"),
+            sources_of(row, "class_downgrades"),
+        )
+    };
+    assert_eq!(moves(12, "E-WAW"), (0, 0, vec![], vec![]));
+    assert_eq!(moves(12, "E-KRK"), (0, 0, vec![], vec![]));
+    assert_eq!(moves(1, "E-WAW"), (0, 0, vec![], vec![]));
+    assert_eq!(moves(1, "E-KRK"), (1, 1, vec!["C-KRK-1@2026-01-15"], vec!["C-KRK-2@2026-01-15"]));
+    assert_eq!(moves(2, "E-WAW"), (1, 0, vec!["C-WAW-3@2026-02-15"], vec![]));
+    assert_eq!(moves(2, "E-KRK"), (0, 2, vec![], vec!["C-KRK-1@2026-02-15", "C-KRK-2@2026-02-15"]));
+    // Recomputing a date again records no move twice.
+    recompute(&mut scoring, &admin, date(2026, 2, 15)).await.expect("again");
+    let again = scoring.get_client_facts(ask(true)).await.expect("again").into_inner().facts;
+    assert_eq!(again, facts);
+    // A branch sees the moves of its own clients only.
+    let staff = h.env.token(Role::BranchStaff, &["WAW"]);
+    let own = scoring.get_client_facts(authorized(&staff, ask(false).into_inner())).await.expect("own").into_inner();
+    assert_eq!(own.facts.iter().map(|f| f.class_downgrades).sum::<i64>(), 0);
+    assert_eq!(own.facts.iter().map(|f| f.class_upgrades).sum::<i64>(), 1);
 }
 
 #[tokio::test]

@@ -76,6 +76,8 @@ pub fn source_fields(fact: &str) -> &'static [&'static str] {
         key::REPEAT_SALES_DOCUMENTS | key::REPEAT_SALES_AMOUNT => &["repeat_sales"],
         key::NEW_DIRECTION_SALES_DOCUMENTS | key::NEW_DIRECTION_SALES_AMOUNT => &["new_direction_sales"],
         key::SALES_AMOUNT => &["primary_sales", "repeat_sales", "new_direction_sales"],
+        key::CLASS_UPGRADES => &["class_upgrades"],
+        key::CLASS_DOWNGRADES => &["class_downgrades"],
         key::LEADS => &["leads"],
         key::CONVERTED_LEADS => &["converted_leads"],
         key::ANSWERED_LEADS | key::RESPONSE_SECONDS_TOTAL => &["answered_leads"],
@@ -114,6 +116,8 @@ impl EmployeeFacts {
         sheet.add(key::LOST_CLIENTS, row.lost_clients as f64);
         sheet.add(key::RESTORED_CLIENTS, row.restored_clients as f64);
         sheet.add(key::CLIENTS_AT_INITIAL_STAGE, row.clients_at_initial_stage as f64);
+        sheet.add(key::CLASS_UPGRADES, row.class_upgrades as f64);
+        sheet.add(key::CLASS_DOWNGRADES, row.class_downgrades as f64);
         let kinds = [
             (key::PRIMARY_SALES_DOCUMENTS, key::PRIMARY_SALES_AMOUNT, row.primary_sales.as_ref()),
             (key::REPEAT_SALES_DOCUMENTS, key::REPEAT_SALES_AMOUNT, row.repeat_sales.as_ref()),

@@ -240,6 +240,30 @@ pub fn classify(revenues: &[Money], thresholds: &AbcThresholds) -> Result<Vec<Op
     Ok(AbcDistribution::new(revenues, thresholds)?.classify(revenues))
 }
 
+/// How a client's ABC class moved from one recompute to a later one: the
+/// "client class and its changes" KPI of seed 003 counts moves up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassMove {
+    /// Towards A (C -> B, B -> A, C -> A).
+    Up,
+    /// Towards C, or out of the classes (no revenue in the window any more).
+    Down,
+    /// The same class, or a first class (a client entering the classes is
+    /// counted as a new or restored client, not as a move).
+    None,
+}
+
+/// The move from `previous` to `current` (`None`: unclassified).
+pub fn class_move(previous: Option<AbcClass>, current: Option<AbcClass>) -> ClassMove {
+    match (previous, current) {
+        (Some(before), Some(after)) if after < before => ClassMove::Up,
+        (Some(before), Some(after)) if after > before => ClassMove::Down,
+        (Some(_), None) => ClassMove::Down,
+        _ => ClassMove::None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::AbcClass::{A, B, C};
@@ -352,6 +376,18 @@ mod tests {
 
     fn revenues() -> impl Strategy<Value = Vec<Money>> {
         prop::collection::vec(-1_000i64..1_000_000, 0..60)
+    }
+
+    #[test]
+    fn class_moves_hand_computed() {
+        use AbcClass::*;
+        assert_eq!(class_move(Some(B), Some(A)), ClassMove::Up);
+        assert_eq!(class_move(Some(C), Some(A)), ClassMove::Up);
+        assert_eq!(class_move(Some(A), Some(C)), ClassMove::Down);
+        assert_eq!(class_move(Some(C), None), ClassMove::Down);
+        assert_eq!(class_move(Some(B), Some(B)), ClassMove::None);
+        assert_eq!(class_move(None, Some(C)), ClassMove::None);
+        assert_eq!(class_move(None, None), ClassMove::None);
     }
 
     proptest! {

@@ -88,6 +88,10 @@ pub mod facts {
     pub const REPEAT_SALES_AMOUNT: &str = "repeat_sales_amount";
     pub const NEW_DIRECTION_SALES_DOCUMENTS: &str = "new_direction_sales_documents";
     pub const NEW_DIRECTION_SALES_AMOUNT: &str = "new_direction_sales_amount";
+    /// Owned clients whose ABC class moved up in the period's recomputes.
+    pub const CLASS_UPGRADES: &str = "class_upgrades";
+    /// Owned clients whose ABC class moved down (or out of the classes).
+    pub const CLASS_DOWNGRADES: &str = "class_downgrades";
     /// Primary + repeat + new-direction amounts; the service fills it.
     pub const SALES_AMOUNT: &str = "sales_amount";
     // Pipeline (section 2).
@@ -125,6 +129,8 @@ pub mod facts {
         REPEAT_SALES_AMOUNT,
         NEW_DIRECTION_SALES_DOCUMENTS,
         NEW_DIRECTION_SALES_AMOUNT,
+        CLASS_UPGRADES,
+        CLASS_DOWNGRADES,
         SALES_AMOUNT,
         LEADS,
         CONVERTED_LEADS,
@@ -357,6 +363,22 @@ pub const CATALOGUE: &[KpiDefinition] = &[
         "Primary + repeat + cross-sell amounts, net of returns.",
         Source::Clients,
         facts::SALES_AMOUNT,
+    ),
+    count(
+        "class_upgrades",
+        "Class upgrades",
+        "Own clients whose ABC class moved up (C to B, B to A, C to A) in the period's recomputes.",
+        Source::Clients,
+        Higher,
+        facts::CLASS_UPGRADES,
+    ),
+    count(
+        "class_downgrades",
+        "Class downgrades",
+        "Own clients whose ABC class moved down, or who left the classes (no revenue in the window), in the period's recomputes (fewer is better; none counts as the cap).",
+        Source::Clients,
+        Lower,
+        facts::CLASS_DOWNGRADES,
     ),
     count(
         "lost_clients",
@@ -834,7 +856,7 @@ mod tests {
 
     #[test]
     fn the_catalogue_has_unique_codes_and_known_fact_keys() {
-        assert_eq!(CATALOGUE.len(), 21);
+        assert_eq!(CATALOGUE.len(), 23);
         for (i, kpi) in CATALOGUE.iter().enumerate() {
             assert!(CATALOGUE[..i].iter().all(|other| other.code != kpi.code), "duplicate {}", kpi.code);
             assert!(facts::ALL.contains(&kpi.numerator), "{}", kpi.code);
@@ -847,7 +869,10 @@ mod tests {
         }
         assert_eq!(definition("nope"), None);
         let lower: Vec<_> = CATALOGUE.iter().filter(|k| k.direction == Lower).map(|k| k.code).collect();
-        assert_eq!(lower, ["lost_clients", "first_response_time", "sla_breaches", "overdue_control_points"]);
+        assert_eq!(
+            lower,
+            ["class_downgrades", "lost_clients", "first_response_time", "sla_breaches", "overdue_control_points"]
+        );
         let stock = definition("clients_at_initial_stage").unwrap();
         assert!(!stock.additive);
         assert_eq!(stock.period_plan(50.0, 3), 50.0);

@@ -220,3 +220,65 @@ pub async fn first_purchases(
         })
         .collect()
 }
+
+/// ABC class moves of one (period, branch, owner) from one class to another.
+#[derive(Debug, Clone)]
+pub struct ClassMoves {
+    /// The first day of the period.
+    pub period_start: NaiveDate,
+    pub branch_id: String,
+    pub employee_id: String,
+    /// Stored class codes (0 unclassified, 1 A, 2 B, 3 C).
+    pub previous_abc_class: i16,
+    pub abc_class: i16,
+    pub clients: i64,
+    /// "client_id@as_of" of each move, when asked for (else empty).
+    pub moves: Vec<String>,
+}
+
+/// The ABC class changes recomputes recorded in `periods` for the clients
+/// within the filters, per period, owner and (previous, new) class.
+pub async fn class_moves(
+    conn: &mut PgConnection,
+    periods: &[Period],
+    scope: Option<&[String]>,
+    branch_id: &str,
+    employee_id: &str,
+    list_moves: bool,
+) -> sqlx::Result<Vec<ClassMoves>> {
+    let (Some(first), Some(last)) = (periods.first(), periods.last()) else { return Ok(Vec::new()) };
+    let rows = sqlx::query(
+        "SELECT ($6::date[])[width_bucket(h.as_of, $6::date[])] AS period_start, c.branch_id,
+                COALESCE(c.owner_employee_id, '') AS employee_id, h.previous_abc_class, h.abc_class,
+                count(*) AS clients,
+                COALESCE(array_agg(h.client_id || '@' || h.as_of ORDER BY h.client_id, h.as_of) FILTER (WHERE $7),
+                         '{}') AS moves
+         FROM client_class_history h JOIN clients c ON c.id = h.client_id
+         WHERE h.abc_class <> h.previous_abc_class AND h.as_of BETWEEN $1 AND $2
+           AND ($3::text[] IS NULL OR c.branch_id = ANY($3)) AND ($4 = '' OR c.branch_id = $4)
+           AND ($5 = '' OR c.owner_employee_id = $5)
+         GROUP BY 1, 2, 3, 4, 5",
+    )
+    .bind(first.start)
+    .bind(last.end)
+    .bind(scope)
+    .bind(branch_id)
+    .bind(employee_id)
+    .bind(periods.iter().map(|p| p.start).collect::<Vec<_>>())
+    .bind(list_moves)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ClassMoves {
+                period_start: row.try_get("period_start")?,
+                branch_id: row.try_get("branch_id")?,
+                employee_id: row.try_get("employee_id")?,
+                previous_abc_class: row.try_get("previous_abc_class")?,
+                abc_class: row.try_get("abc_class")?,
+                clients: row.try_get("clients")?,
+                moves: row.try_get("moves")?,
+            })
+        })
+        .collect()
+}

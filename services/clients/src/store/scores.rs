@@ -127,9 +127,9 @@ pub async fn write_scores(
     let changed = match run_id {
         Some(run_id) => sqlx::query(
             "INSERT INTO client_class_history (client_id, as_of, run_id, abc_class, xyz_class, rfm_segment,
-                 lifecycle_status, previous_lifecycle_status, score_class, settings_version)
+                 lifecycle_status, previous_lifecycle_status, score_class, settings_version, previous_abc_class)
              SELECT n.client_id, n.as_of, $1, n.abc_class, n.xyz_class, n.rfm_segment, n.lifecycle_status,
-                    COALESCE(o.lifecycle_status, 0), n.score_class, n.settings_version
+                    COALESCE(o.lifecycle_status, 0), n.score_class, n.settings_version, COALESCE(o.abc_class, 0)
              FROM staged_scores n LEFT JOIN client_scores o ON o.client_id = n.client_id
              WHERE o.client_id IS NULL
                 OR (o.abc_class, o.xyz_class, o.rfm_segment, o.lifecycle_status, o.score_class)
