@@ -1,6 +1,6 @@
--- Lifecycle counts per day and month, branch and owner, so that a monthly
+-- Lifecycle counts per day, week and month, branch and owner, so that a
 -- report adds up a few thousand rows instead of replaying every client's
--- purchases (shared/scoring month_to_date: a client's counts as day
+-- purchases (shared/scoring period_to_date: a client's counts as day
 -- deltas; services/clients/src/store/lifecycle.rs keeps them). They depend
 -- on the lifecycle period P: the service builds them in the background for
 -- the P in effect, and until then reports count clients one by one.
@@ -21,10 +21,12 @@ CREATE TABLE client_lifecycle_basis (
     purchase_days  date[] NOT NULL
 );
 
--- Day deltas: the events and buying of a month-to-date are the sum of its
--- days' rows; the census (clients, initial_stage, potential) as of a day is
--- the sum of every row up to it.
-CREATE TABLE lifecycle_daily (
+-- Day deltas per frame (1 day, 2 ISO week, 3 month): the events and
+-- buying of a frame's period to date are the sum of its days' rows; the
+-- census (clients, initial_stage, potential) as of a day is the sum of
+-- every row of one frame up to it.
+CREATE TABLE lifecycle_deltas (
+    frame          smallint NOT NULL CHECK (frame BETWEEN 1 AND 3),
     day            date NOT NULL,
     branch_id      text NOT NULL,
     employee_id    text NOT NULL,
@@ -36,12 +38,12 @@ CREATE TABLE lifecycle_daily (
     clients        bigint NOT NULL,
     initial_stage  bigint NOT NULL,
     potential      bigint NOT NULL,
-    PRIMARY KEY (day, branch_id, employee_id)
+    PRIMARY KEY (frame, day, branch_id, employee_id)
 );
 
--- The same summed per calendar month (month = its first day).
-CREATE TABLE lifecycle_monthly (LIKE lifecycle_daily INCLUDING ALL);
-ALTER TABLE lifecycle_monthly RENAME COLUMN day TO month;
+-- The same summed per week and per month (period_start = its first day).
+CREATE TABLE lifecycle_totals (LIKE lifecycle_deltas INCLUDING ALL);
+ALTER TABLE lifecycle_totals RENAME COLUMN day TO period_start;
 
 -- A client's branch, owner or registration date changed: its lifecycle
 -- counts are recounted, its purchase rollups are not.

@@ -6,7 +6,7 @@ use crate::store::{ClassMoves, ClientPurchaseDays, ClientPurchases, SaleKind, Se
 use branchscore_proto::clients::v1::{ClientFacts, SalesFact};
 use branchscore_proto::common::v1::{Date, FactSource, Money};
 use branchscore_scoring::abc::{self, ClassMove};
-use branchscore_scoring::month_to_date::{self, ClientLifecycle, LifecycleCounts};
+use branchscore_scoring::period_to_date::{self, ClientLifecycle, LifecycleCounts};
 use branchscore_scoring::periods::{self, Period};
 use branchscore_scoring::window::{LifecyclePeriods, WindowError};
 use std::collections::HashMap;
@@ -95,7 +95,7 @@ impl<'p> FactsBuilder<'p> {
         let row = row_of(&mut self.tallies, periods.len(), client.branch_id, client.owner_employee_id);
         let mut before = self.day_before.as_ref();
         for (i, (period, end)) in periods.iter().zip(ends).enumerate() {
-            let counts = month_to_date::counts_between(&lifecycle, before, period.start, end);
+            let counts = period_to_date::counts_between(&lifecycle, before, period.start, end);
             before = Some(end);
             if counts.clients == 0 {
                 continue;

@@ -22,9 +22,10 @@ pub struct FactsQuery<'a> {
 }
 
 /// The facts of `query`. Clients come from the lifecycle counts when the
-/// periods are months and the counts are built for the lifecycle period;
-/// otherwise (and to list sources) they are counted one by one as their
-/// rows arrive. Rollups must be refreshed by the caller.
+/// periods are days, weeks or months (from the first day of one) and the
+/// counts are built for the lifecycle period; otherwise (and to list
+/// sources) they are counted one by one as their rows arrive. Rollups must
+/// be refreshed by the caller.
 pub async fn client_facts(
     clients_conn: &mut PgConnection,
     sales_conn: &mut PgConnection,
@@ -34,9 +35,9 @@ pub async fn client_facts(
     let FactsQuery { periods, lifecycle_months, scope, branch_id, employee_id, include_sources } = *query;
     let mut builder = FactsBuilder::new(periods, lifecycle_months, include_sources).map_err(AppError::internal)?;
     let count_clients = async {
-        if !include_sources && lifecycle::counts_months(periods) {
+        if !include_sources {
             let counted =
-                lifecycle::monthly_counts(clients_conn, periods, lifecycle_months, scope, branch_id, employee_id)
+                lifecycle::period_counts(clients_conn, periods, lifecycle_months, scope, branch_id, employee_id)
                     .await?;
             if let Some(counted) = counted {
                 counted.into_iter().for_each(|counts| builder.add_counts(counts));

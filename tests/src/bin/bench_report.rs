@@ -29,8 +29,8 @@
 //!   employee names, no table);
 //! * in-process: what the GetClientFacts handler does, without gRPC: the
 //!   settings, then `gather::client_facts` on a pool like the service's
-//!   (clients from `store::lifecycle::monthly_counts` when the periods are
-//!   months, else streamed from `store::each_client_purchases` into a
+//!   (clients from `store::lifecycle::period_counts` when the periods are
+//!   days, weeks or months, else streamed from `store::each_client_purchases` into a
 //!   `facts::FactsBuilder`; `store::seller_sales` concurrently);
 //! * the clients counted one by one instead: `store::client_purchase_days`
 //!   alone (clients collected), `store::seller_sales` alone, and
@@ -415,7 +415,7 @@ impl Bench {
         let mut counts = vec![
             ("store::client_purchase_days", 0, 0),
             ("store::seller_sales", 0, 0),
-            ("store::lifecycle::monthly_counts", 0, 0),
+            ("store::lifecycle::period_counts", 0, 0),
         ];
         let patterns = [
             "%FROM clients c LEFT JOIN client_purchase_history%",

@@ -1,16 +1,17 @@
-//! Lifecycle counts per day and month, branch and owner (migration
-//! 20261126000007): every client's `month_to_date::day_deltas`, added up.
-//! A monthly report reads a few thousand rows instead of replaying a
-//! million clients' purchases.
+//! Lifecycle counts per day, week and month, branch and owner (migration
+//! 20261126000007): every client's `period_to_date::day_deltas` in each
+//! frame, added up, and summed per week and month. A report by day, week
+//! or month reads a few thousand rows instead of replaying a million
+//! clients' purchases.
 //!
 //! The counts are the sum over `client_lifecycle_basis` (what each client
 //! was counted from: branch, owner, registration, purchase days). A refresh
 //! ([`recount`], under the rollups' refresh lock) takes a changed client's
 //! old deltas back out and adds its new ones; [`rebuild`] starts over, for
 //! another lifecycle period or after a bulk load.
-use branchscore_scoring::month_to_date::{self, ClientLifecycle, LifecycleCounts};
+use branchscore_scoring::period_to_date::{self, ClientLifecycle, Frame, LifecycleCounts};
 use branchscore_scoring::periods::Period;
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use futures::TryStreamExt;
 use sqlx::{PgConnection, Row};
 use std::collections::HashMap;
@@ -51,21 +52,26 @@ macro_rules! record_basis {
     };
 }
 
-fn first_of_month(day: NaiveDate) -> NaiveDate {
-    day.with_day(1).unwrap_or(day)
+/// The stored code of a frame.
+fn frame_code(frame: Frame) -> i16 {
+    match frame {
+        Frame::Day => 1,
+        Frame::Week => 2,
+        Frame::Month => 3,
+    }
 }
 
-/// Counts keyed by day (or month) and owner index.
-type Keyed = HashMap<(NaiveDate, usize), LifecycleCounts>;
+/// Counts keyed by frame, day (or period start) and owner index.
+type Keyed = HashMap<(Frame, NaiveDate, usize), LifecycleCounts>;
 
-/// Counts to add to the daily and monthly rows.
+/// Counts to add to the deltas and the totals.
 #[derive(Default)]
 struct Changes {
     /// Branch -> owner -> index into `owners`: names are copied once each.
     owner_index: HashMap<String, HashMap<String, usize>>,
     owners: Vec<(String, String)>,
-    daily: Keyed,
-    monthly: Keyed,
+    deltas: Keyed,
+    totals: Keyed,
 }
 
 impl Changes {
@@ -79,35 +85,40 @@ impl Changes {
         index
     }
 
-    /// Adds a client's deltas (`sign` 1), or takes them back out (-1).
+    /// Adds a client's deltas in every frame (`sign` 1), or takes them back out (-1).
     fn add(&mut self, basis: &Basis, period_months: u32, sign: i64) -> sqlx::Result<()> {
         let client =
             ClientLifecycle { known_since: basis.known_since, purchase_days: &basis.purchase_days, period_months };
-        let deltas = month_to_date::day_deltas(&client).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
         let owner = self.owner(&basis.branch_id, &basis.employee_id);
-        for (day, delta) in deltas {
-            let delta = delta.times(sign);
-            *self.daily.entry((day, owner)).or_default() += delta;
-            *self.monthly.entry((first_of_month(day), owner)).or_default() += delta;
+        for frame in Frame::ALL {
+            let deltas = period_to_date::day_deltas(&client, frame).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            for (day, delta) in deltas {
+                let delta = delta.times(sign);
+                *self.deltas.entry((frame, day, owner)).or_default() += delta;
+                // A day's total is its delta: only weeks and months are summed.
+                if frame != Frame::Day {
+                    *self.totals.entry((frame, frame.start_of(day), owner)).or_default() += delta;
+                }
+            }
         }
         Ok(())
     }
 
     async fn write(self, conn: &mut PgConnection) -> sqlx::Result<()> {
-        add_to(conn, add_counts!("lifecycle_daily", "day"), &self.owners, self.daily).await?;
-        add_to(conn, add_counts!("lifecycle_monthly", "month"), &self.owners, self.monthly).await
+        add_to(conn, add_counts!("lifecycle_deltas", "day"), &self.owners, self.deltas).await?;
+        add_to(conn, add_counts!("lifecycle_totals", "period_start"), &self.owners, self.totals).await
     }
 }
 
-/// Adds counts to the rows of `$table` keyed by (`$day`, branch, owner).
+/// Adds counts to the rows of `$table` keyed by (frame, `$day`, branch, owner).
 macro_rules! add_counts {
     ($table:literal, $day:literal) => {
         concat!(
-            "INSERT INTO ", $table, " AS t (", $day, ", branch_id, employee_id, acquired, lost, restored, buying,
-                 repeat_buyers, clients, initial_stage, potential)
-             SELECT * FROM UNNEST($1::date[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
-                                  $8::int8[], $9::int8[], $10::int8[], $11::int8[])
-             ON CONFLICT (", $day, ", branch_id, employee_id) DO UPDATE SET
+            "INSERT INTO ", $table, " AS t (frame, ", $day, ", branch_id, employee_id, acquired, lost, restored,
+                 buying, repeat_buyers, clients, initial_stage, potential)
+             SELECT * FROM UNNEST($1::int2[], $2::date[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[],
+                                  $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[])
+             ON CONFLICT (frame, ", $day, ", branch_id, employee_id) DO UPDATE SET
                  acquired = t.acquired + EXCLUDED.acquired, lost = t.lost + EXCLUDED.lost,
                  restored = t.restored + EXCLUDED.restored, buying = t.buying + EXCLUDED.buying,
                  repeat_buyers = t.repeat_buyers + EXCLUDED.repeat_buyers, clients = t.clients + EXCLUDED.clients,
@@ -130,9 +141,10 @@ async fn add_to(
     for chunk in rows.chunks(ROWS_PER_WRITE) {
         let column = |f: fn(&LifecycleCounts) -> i64| chunk.iter().map(|(_, c)| f(c)).collect::<Vec<i64>>();
         sqlx::query(statement)
-            .bind(chunk.iter().map(|((day, _), _)| *day).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|((_, owner), _)| owners[*owner].0.as_str()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|((_, owner), _)| owners[*owner].1.as_str()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|((frame, _, _), _)| frame_code(*frame)).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|((_, day, _), _)| *day).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|((_, _, owner), _)| owners[*owner].0.as_str()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|((_, _, owner), _)| owners[*owner].1.as_str()).collect::<Vec<_>>())
             .bind(column(|c| c.acquired))
             .bind(column(|c| c.lost))
             .bind(column(|c| c.restored))
@@ -180,7 +192,7 @@ pub(super) async fn recount(conn: &mut PgConnection, clients: &[String]) -> sqlx
 /// Counts every client again with a lifecycle period of `months`, in the
 /// caller's transaction (which must hold the rollups' refresh lock).
 pub(super) async fn rebuild(conn: &mut PgConnection, months: u32) -> sqlx::Result<()> {
-    sqlx::query("TRUNCATE lifecycle_counts_built, client_lifecycle_basis, lifecycle_daily, lifecycle_monthly")
+    sqlx::query("TRUNCATE lifecycle_counts_built, client_lifecycle_basis, lifecycle_deltas, lifecycle_totals")
         .execute(&mut *conn)
         .await?;
     sqlx::query(record_basis!("true")).execute(&mut *conn).await?;
@@ -207,14 +219,6 @@ pub struct PeriodCounts {
     pub branch_id: String,
     pub employee_id: String,
     pub counts: LifecycleCounts,
-}
-
-/// Whether [`monthly_counts`] can count `periods`: calendar months, the
-/// first starting on the first of its month (only the last may end early).
-pub fn counts_months(periods: &[Period]) -> bool {
-    let whole_month = |p: &Period| p.start.day() == 1 && p.end.succ_opt().is_some_and(|next| next.day() == 1);
-    let Some((last, whole)) = periods.split_last() else { return false };
-    whole.iter().all(whole_month) && last.start.day() == 1 && first_of_month(last.end) == last.start
 }
 
 /// Filters on a counts table by branch list ($1, or NULL), branch ($2 or
@@ -247,13 +251,14 @@ fn counts_from(row: &sqlx::postgres::PgRow, first: usize) -> sqlx::Result<Lifecy
     })
 }
 
-/// The lifecycle counts of monthly `periods` (see [`counts_months`]) per
-/// branch and owner within the filters: each whole month from its row, a
-/// month cut short by `to` from its days, the census carried from every
-/// month before. `None` when the counts are not built for a lifecycle
-/// period of `lifecycle_months` (read in the same statement, so a rebuild
-/// committing meanwhile cannot mix two periods).
-pub async fn monthly_counts(
+/// The lifecycle counts of `periods` (those of a frame: see
+/// `Frame::of_periods`) per branch and owner within the filters: each whole
+/// period from its total (a day's from its delta), a period cut short by
+/// `to` from its days, the census carried from everything before. `None`
+/// when the periods are no frame's, or the counts are not built for a
+/// lifecycle period of `lifecycle_months` (read in the same statement, so a
+/// rebuild committing meanwhile cannot mix two periods).
+pub async fn period_counts(
     conn: &mut PgConnection,
     periods: &[Period],
     lifecycle_months: u32,
@@ -261,12 +266,15 @@ pub async fn monthly_counts(
     branch_id: &str,
     employee_id: &str,
 ) -> sqlx::Result<Option<Vec<PeriodCounts>>> {
-    let (Some(first), Some(last)) = (periods.first(), periods.last()) else { return Ok(Some(Vec::new())) };
-    let cut_short = last.end.succ_opt().is_some_and(|next| next.day() != 1);
-    let whole_months: Vec<NaiveDate> =
-        periods.iter().take(periods.len() - usize::from(cut_short)).map(|p| p.start).collect();
+    let (Some(frame), Some(first), Some(last)) = (Frame::of_periods(periods), periods.first(), periods.last()) else {
+        return Ok(None);
+    };
+    let cut_short = last.end != frame.end_from(last.start);
+    let whole: Vec<NaiveDate> = periods.iter().take(periods.len() - usize::from(cut_short)).map(|p| p.start).collect();
+    let month = Frame::Month.start_of(first.start);
     // Slot -2: what the counts were built for; -1: the census before the
-    // first month; then one per period.
+    // first period (months before its month, then its month's days before
+    // it); then one per period (a day's total is its delta).
     let rows = sqlx::query(concat!(
         "SELECT -2 AS slot, '' AS branch_id, '' AS employee_id, lifecycle_months::int8, ",
         "NULL::int8, NULL::int8, NULL::int8, NULL::int8, NULL::int8, NULL::int8, NULL::int8
@@ -274,30 +282,35 @@ pub async fn monthly_counts(
          UNION ALL
          SELECT -1, branch_id, employee_id, ",
         summed!(),
-        " FROM lifecycle_monthly WHERE month < $4 AND ",
+        " FROM (SELECT * FROM lifecycle_totals WHERE frame = 3 AND period_start < $4
+               UNION ALL SELECT * FROM lifecycle_deltas WHERE frame = 3 AND day >= $4 AND day < $5) before
+         WHERE ",
         owner_filter!(),
         " GROUP BY 2, 3
          UNION ALL
-         SELECT array_position($5::date[], month) - 1, branch_id, employee_id, ",
+         SELECT array_position($6::date[], period_start) - 1, branch_id, employee_id, ",
         summed!(),
-        " FROM lifecycle_monthly WHERE month = ANY($5) AND ",
+        " FROM (SELECT * FROM lifecycle_totals UNION ALL SELECT * FROM lifecycle_deltas WHERE frame = 1) whole
+         WHERE frame = $10 AND period_start = ANY($6) AND ",
         owner_filter!(),
         " GROUP BY 1, 2, 3
          UNION ALL
          SELECT $8::int4, branch_id, employee_id, ",
         summed!(),
-        " FROM lifecycle_daily WHERE $6 AND day BETWEEN $7 AND $9 AND ",
+        " FROM lifecycle_deltas WHERE $7 AND frame = $10 AND day BETWEEN $9 AND $11 AND ",
         owner_filter!(),
         " GROUP BY 2, 3"
     ))
     .bind(scope)
     .bind(branch_id)
     .bind(employee_id)
+    .bind(month)
     .bind(first.start)
-    .bind(&whole_months)
+    .bind(&whole)
     .bind(cut_short)
-    .bind(last.start)
     .bind(i32::try_from(periods.len() - 1).unwrap_or(i32::MAX))
+    .bind(last.start)
+    .bind(frame_code(frame))
     .bind(last.end)
     .fetch_all(&mut *conn)
     .await?;

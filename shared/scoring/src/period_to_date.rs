@@ -1,9 +1,10 @@
-//! One client's share of the lifecycle counts a monthly period report
-//! shows per owner, kept as day deltas so that a store can add them up per
-//! (day, branch, owner) instead of replaying every client on every report.
+//! One client's share of the lifecycle counts a period report shows per
+//! owner, kept as day deltas so that a store can add them up per (day,
+//! branch, owner) instead of replaying every client on every report.
 //!
-//! For a day d in month M = [s, e] the month-to-date counts of a client are
-//! ([`month_to_date`]):
+//! A [`Frame`] is a kind of calendar period: a day, an ISO week (from
+//! Monday), a month. For a day d in the frame's period F = [s, e] the
+//! period-to-date counts of a client are ([`to_date`]):
 //! - its lifecycle event between the status as of s - 1 and as of d
 //!   ([`lifecycle::transition`]): acquired, lost or restored;
 //! - whether it bought in [s, d], and whether that makes it a repeat buyer
@@ -14,10 +15,12 @@
 //!
 //! [`day_deltas`] gives, per day, the change of those counts from the day
 //! before, with the event and buying part starting from zero on the first
-//! of each month. So for d in M: the sum of the deltas of the days of
-//! [s, d] has M's month-to-date events and buying, and the sum of the
-//! deltas of every day up to d has the census as of d.
+//! day of each of the frame's periods. So for d in F: the sum of the deltas
+//! of the days of [s, d] has F's events and buying to date, and the sum of
+//! the deltas of every day up to d has the census as of d (the same in
+//! every frame).
 use crate::lifecycle::{self, LifecycleEvent, LifecycleFacts, LifecycleStatus};
+use crate::periods::Period;
 use crate::window::{LifecyclePeriods, WindowError};
 use chrono::{Datelike, Days, Months, NaiveDate};
 use std::ops::{Add, AddAssign, Sub};
@@ -122,8 +125,49 @@ impl ClientLifecycle<'_> {
     }
 }
 
-fn month_start(day: NaiveDate) -> NaiveDate {
-    day.with_day(1).unwrap_or(day)
+/// A kind of calendar period the counts are kept for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Frame {
+    Day,
+    /// ISO weeks, from Monday.
+    Week,
+    Month,
+}
+
+impl Frame {
+    pub const ALL: [Frame; 3] = [Frame::Day, Frame::Week, Frame::Month];
+
+    /// The first day of the frame's period holding `day`.
+    pub fn start_of(self, day: NaiveDate) -> NaiveDate {
+        match self {
+            Frame::Day => day,
+            Frame::Week => day - Days::new(u64::from(day.weekday().num_days_from_monday())),
+            Frame::Month => day.with_day(1).unwrap_or(day),
+        }
+    }
+
+    /// The last day of the frame's period starting on `start`.
+    pub fn end_from(self, start: NaiveDate) -> NaiveDate {
+        let next = match self {
+            Frame::Day => start.succ_opt(),
+            Frame::Week => start.checked_add_days(Days::new(7)),
+            Frame::Month => start.checked_add_months(Months::new(1)),
+        };
+        next.and_then(|next| next.pred_opt()).unwrap_or(start)
+    }
+
+    /// The frame whose periods `periods` are: each starting where one of
+    /// its periods starts, each whole but the last, which may end early.
+    /// Months first (fewest rows to read), then weeks, then days.
+    pub fn of_periods(periods: &[Period]) -> Option<Frame> {
+        let (last, whole) = periods.split_last()?;
+        [Frame::Month, Frame::Week, Frame::Day].into_iter().find(|frame| {
+            let starts = |p: &Period| frame.start_of(p.start) == p.start;
+            whole.iter().all(|p| starts(p) && p.end == frame.end_from(p.start))
+                && starts(last)
+                && last.end <= frame.end_from(last.start)
+        })
+    }
 }
 
 /// The client's counts over a range: its events and purchases from the day
@@ -155,9 +199,9 @@ pub fn counts_between(
     }
 }
 
-/// The client's counts over the month-to-date ending on `day`.
-pub fn month_to_date(client: &ClientLifecycle<'_>, day: NaiveDate) -> Result<LifecycleCounts, WindowError> {
-    let from = month_start(day);
+/// The client's counts over its frame's period to date, ending on `day`.
+pub fn to_date(client: &ClientLifecycle<'_>, frame: Frame, day: NaiveDate) -> Result<LifecycleCounts, WindowError> {
+    let from = frame.start_of(day);
     let before = from.pred_opt().map(|d| LifecyclePeriods::as_of(d, client.period_months)).transpose()?;
     let after = LifecyclePeriods::as_of(day, client.period_months)?;
     Ok(counts_between(client, before.as_ref(), from, &after))
@@ -176,8 +220,8 @@ fn boundary_reaches(day: NaiveDate, months: u32) -> Option<NaiveDate> {
     Some(candidate)
 }
 
-/// The days on which the client's month-to-date counts may change other
-/// than on the first of a month: when it becomes known, buys, or a purchase
+/// The days on which the client's counts to date may change other than on
+/// the first day of a period: when it becomes known, buys, or a purchase
 /// leaves the current or the previous lifecycle period. Sorted, distinct.
 fn change_days(client: &ClientLifecycle<'_>) -> Vec<NaiveDate> {
     let p = client.period_months;
@@ -193,21 +237,24 @@ fn change_days(client: &ClientLifecycle<'_>) -> Vec<NaiveDate> {
 }
 
 /// The client's counts on `day` less those on the day before: the whole
-/// census change, and the month-to-date events and buying (from zero on
-/// the first of a month).
-fn delta_on(client: &ClientLifecycle<'_>, day: NaiveDate) -> Result<LifecycleCounts, WindowError> {
-    let now = month_to_date(client, day)?;
+/// census change, and the events and buying to date (from zero on the
+/// first day of a period).
+fn delta_on(client: &ClientLifecycle<'_>, frame: Frame, day: NaiveDate) -> Result<LifecycleCounts, WindowError> {
+    let now = to_date(client, frame, day)?;
     let Some(yesterday) = day.pred_opt() else { return Ok(now) };
-    let before = month_to_date(client, yesterday)?;
-    let before = if day.day() == 1 { before.census() } else { before };
+    let before = to_date(client, frame, yesterday)?;
+    let before = if frame.start_of(day) == day { before.census() } else { before };
     Ok(now - before)
 }
 
-/// The client's non-zero day deltas (see the module), by day.
-pub fn day_deltas(client: &ClientLifecycle<'_>) -> Result<Vec<(NaiveDate, LifecycleCounts)>, WindowError> {
+/// The client's non-zero day deltas in `frame` (see the module), by day.
+pub fn day_deltas(
+    client: &ClientLifecycle<'_>,
+    frame: Frame,
+) -> Result<Vec<(NaiveDate, LifecycleCounts)>, WindowError> {
     let mut deltas = Vec::new();
     for day in change_days(client) {
-        let delta = delta_on(client, day)?;
+        let delta = delta_on(client, frame, day)?;
         if !delta.is_zero() {
             deltas.push((day, delta));
         }
@@ -232,10 +279,10 @@ mod tests {
         total
     }
 
-    /// What a store adds up for a month-to-date ending on `day`: the
+    /// What a store adds up for a month to date ending on `day`: the
     /// month's events and buying, the census of every day so far.
     fn from_deltas(deltas: &[(NaiveDate, LifecycleCounts)], day: NaiveDate) -> LifecycleCounts {
-        let start = month_start(day);
+        let start = Frame::Month.start_of(day);
         let month = sum_over(deltas, |d| d >= start && d <= day);
         let mut counts = month - month.census();
         counts += sum_over(deltas, |d| d <= day).census();
@@ -247,7 +294,7 @@ mod tests {
         // P = 3. Known since 2026-01-10; bought 2026-02-05 and 2026-09-15.
         let days = [d(2026, 2, 5), d(2026, 9, 15)];
         let client = ClientLifecycle { known_since: d(2026, 1, 10), purchase_days: &days, period_months: 3 };
-        let deltas = day_deltas(&client).expect("deltas");
+        let deltas = day_deltas(&client, Frame::Month).expect("deltas");
         let on = |day| deltas.iter().find(|(d, _)| *d == day).map(|(_, c)| *c).unwrap_or_default();
         // Known on 10 January as a potential client.
         assert_eq!(
@@ -287,39 +334,74 @@ mod tests {
     #[test]
     fn a_client_not_yet_known_counts_nothing() {
         let client = ClientLifecycle { known_since: d(2026, 5, 1), purchase_days: &[], period_months: 3 };
-        assert!(month_to_date(&client, d(2026, 4, 30)).expect("counts").is_zero());
-        assert_eq!(day_deltas(&client).expect("deltas").len(), 1);
+        for frame in Frame::ALL {
+            assert!(to_date(&client, frame, d(2026, 4, 30)).expect("counts").is_zero());
+            assert_eq!(day_deltas(&client, frame).expect("deltas").len(), 1);
+        }
     }
 
-    fn client_strategy() -> impl Strategy<Value = (i64, Vec<i64>, u32)> {
-        (0i64..900, proptest::collection::vec(0i64..900, 0..8), 1u32..7)
+    #[test]
+    fn the_frame_of_some_periods() {
+        use crate::periods::{Granularity, split};
+        // A year by month up to the 23rd: months, the last cut short.
+        assert_eq!(Frame::of_periods(&split(d(2025, 12, 1), d(2026, 11, 23), Granularity::Month)), Some(Frame::Month));
+        // From Thursday 15 January by month: the first period starts no month nor week, and is not one day.
+        assert_eq!(Frame::of_periods(&split(d(2026, 1, 15), d(2026, 3, 3), Granularity::Month)), None);
+        // Weeks from Monday 2 February 2026; from a Thursday, none.
+        assert_eq!(Frame::of_periods(&split(d(2026, 2, 2), d(2026, 3, 3), Granularity::Week)), Some(Frame::Week));
+        assert_eq!(Frame::of_periods(&split(d(2026, 2, 5), d(2026, 3, 3), Granularity::Week)), None);
+        assert_eq!(Frame::of_periods(&split(d(2026, 2, 5), d(2026, 3, 3), Granularity::Day)), Some(Frame::Day));
+        // The whole range as one period: a month to date, a week, one day; a quarter has no frame.
+        assert_eq!(Frame::of_periods(&split(d(2026, 3, 1), d(2026, 3, 20), Granularity::Whole)), Some(Frame::Month));
+        assert_eq!(Frame::of_periods(&split(d(2026, 2, 2), d(2026, 2, 8), Granularity::Whole)), Some(Frame::Week));
+        assert_eq!(Frame::of_periods(&split(d(2026, 2, 5), d(2026, 2, 5), Granularity::Whole)), Some(Frame::Day));
+        assert_eq!(Frame::of_periods(&split(d(2026, 7, 1), d(2026, 9, 30), Granularity::Whole)), None);
+        assert_eq!(Frame::of_periods(&[]), None);
+    }
+
+    #[test]
+    fn a_day_frame_holds_each_days_own_counts() {
+        // Won on Tuesday 3 February 2026, P = 3 months.
+        let days = [d(2026, 2, 3)];
+        let client = ClientLifecycle { known_since: d(2026, 1, 10), purchase_days: &days, period_months: 3 };
+        let counted = to_date(&client, Frame::Day, d(2026, 2, 3)).expect("counts");
+        assert_eq!((counted.acquired, counted.buying, counted.initial_stage, counted.potential), (1, 1, 1, 0));
+        assert_eq!(to_date(&client, Frame::Day, d(2026, 2, 4)).expect("counts").acquired, 0);
+        // The week of Monday 2 February to date, on Sunday 8 February: acquired that week.
+        assert_eq!(Frame::Week.start_of(d(2026, 2, 8)), d(2026, 2, 2));
+        assert_eq!(to_date(&client, Frame::Week, d(2026, 2, 8)).expect("counts").acquired, 1);
+    }
+
+    fn client_strategy() -> impl Strategy<Value = (i64, Vec<i64>, u32, usize)> {
+        (0i64..900, proptest::collection::vec(0i64..900, 0..8), 1u32..7, 0usize..3)
     }
 
     proptest! {
         /// Adding up the deltas as a store does gives the counts judged
-        /// directly, on every day of four years.
+        /// directly, on every day of four years, in every frame.
         #[test]
-        fn deltas_add_up_to_the_direct_counts((known, bought, months) in client_strategy()) {
+        fn deltas_add_up_to_the_direct_counts((known, bought, months, frame) in client_strategy()) {
+            let frame = Frame::ALL[frame];
             let base = d(2024, 1, 1);
             let at = |offset: i64| base + chrono::Duration::days(offset);
             let mut days: Vec<NaiveDate> = bought.into_iter().map(at).collect();
             days.sort_unstable();
             days.dedup();
             let client = ClientLifecycle { known_since: at(known), purchase_days: &days, period_months: months };
-            let deltas = day_deltas(&client).expect("deltas");
-            let (mut month, mut census) = (LifecycleCounts::default(), LifecycleCounts::default());
+            let deltas = day_deltas(&client, frame).expect("deltas");
+            let (mut period, mut census) = (LifecycleCounts::default(), LifecycleCounts::default());
             for offset in 0..1461 {
                 let day = at(offset);
-                if day.day() == 1 {
-                    month = LifecycleCounts::default();
+                if frame.start_of(day) == day {
+                    period = LifecycleCounts::default();
                 }
                 if let Some((_, delta)) = deltas.iter().find(|(d, _)| *d == day) {
-                    month += *delta;
+                    period += *delta;
                     census += delta.census();
                 }
-                let mut added = month - month.census();
+                let mut added = period - period.census();
                 added += census;
-                prop_assert_eq!(added, month_to_date(&client, day).expect("direct"), "on {}", day);
+                prop_assert_eq!(added, to_date(&client, frame, day).expect("direct"), "on {}", day);
             }
         }
     }
