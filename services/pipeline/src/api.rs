@@ -69,6 +69,11 @@ impl PipelineApi {
         self.company.today().map_err(AppError::internal)
     }
 
+    /// The business date of an instant, in the company's zone.
+    fn date_of(&self, at: DateTime<Utc>) -> AppResult<NaiveDate> {
+        self.company.date_of(at).map_err(AppError::internal)
+    }
+
     /// The shipped pipelines exist before anything reads pipelines.
     async fn presets(&self) -> AppResult<()> {
         self.presets
@@ -129,9 +134,9 @@ impl PipelineApi {
     }
 
     /// Control points of `stage`, due counted from when the deal entered it.
-    fn control_points(&self, deal: &DealRow, stage: &Stage) -> Vec<ControlPointRow> {
-        let entered = deal.stage_entered_at.date_naive();
-        stage
+    fn control_points(&self, deal: &DealRow, stage: &Stage) -> AppResult<Vec<ControlPointRow>> {
+        let entered = self.date_of(deal.stage_entered_at)?;
+        Ok(stage
             .control_points
             .iter()
             .map(|t| ControlPointRow {
@@ -144,7 +149,7 @@ impl PipelineApi {
                 owner_employee_id: deal.owner_employee_id.clone(),
                 branch_id: deal.branch_id.clone(),
             })
-            .collect()
+            .collect())
     }
 
     async fn pipeline_of(&self, deal: &DealRow) -> AppResult<Pipeline> {
@@ -182,7 +187,7 @@ impl PipelineApi {
         let to = if deal.status == LOST { "lost" } else { deal.stage.as_str() };
         store::insert_transition(&mut tx, &deal.id, (from, to, to_index), by, deal.stage_entered_at).await?;
         if let Some(stage) = entered {
-            store::insert_control_points(&mut tx, &self.control_points(deal, stage)).await?;
+            store::insert_control_points(&mut tx, &self.control_points(deal, stage)?).await?;
         }
         store::insert_event(&mut tx, event as i16, deal).await?;
         tx.commit().await?;
@@ -379,8 +384,9 @@ impl PipelineService for PipelineApi {
         }
         v.check(close.is_some(), || "expected_close_date".into(), "is required and must be a real calendar date");
         let opened = opened.flatten().unwrap_or_else(now);
+        let opened_on = self.date_of(opened)?;
         v.check(
-            close.is_none_or(|c| c >= opened.date_naive()),
+            close.is_none_or(|c| c >= opened_on),
             || "expected_close_date".into(),
             "must not be before the deal was opened",
         );
@@ -540,7 +546,7 @@ impl PipelineService for PipelineApi {
             };
             let timing = Timing {
                 age_days: (now() - deal.created_at).num_days(),
-                expected_close_days: (deal.expected_close - deal.created_at.date_naive()).num_days(),
+                expected_close_days: (deal.expected_close - self.date_of(deal.created_at)?).num_days(),
                 average_cycle_days: rules::average_cycle(&branch, &network),
                 cycle_multiple: self.cycle_multiple,
             };
@@ -734,10 +740,11 @@ impl PipelineService for PipelineApi {
         let mut losses: BTreeMap<usize, BTreeMap<String, i64>> = BTreeMap::new();
         // Both statements stop at the caller's deadline instead of running on for a caller that has gone.
         let limit = deadline::of_request(&request);
+        let zone = self.company.time_zone.as_str();
         let (mut deals_tx, mut leads_tx) =
             tokio::try_join!(db::read_within(&self.pool, limit), db::read_within(&self.pool, limit))
                 .map_err(AppError::from)?;
-        let streamed = store::funnel_deals(&mut deals_tx, &pipeline.id, filter, from, to, |deal| {
+        let streamed = store::funnel_deals(&mut deals_tx, &pipeline.id, filter, zone, from, to, |deal| {
             let path = deals::path(deal, open_stages);
             if let (Some(stage), Some(reason)) = (path.lost_at, &deal.loss_reason) {
                 let reasons = losses.entry(stage).or_default();
@@ -751,7 +758,7 @@ impl PipelineService for PipelineApi {
             paths.push(path);
         });
         let ((), (leads, converted)) =
-            tokio::try_join!(streamed, store::lead_conversion(&mut leads_tx, filter, from, to))
+            tokio::try_join!(streamed, store::lead_conversion(&mut leads_tx, filter, zone, from, to))
                 .map_err(AppError::from)?;
         let funnel = rules::funnel(open_stages, &paths);
         let code = |i: usize| pipeline.stages.get(i).map(|s| s.code.clone()).unwrap_or_default();
@@ -808,7 +815,7 @@ impl PipelineService for PipelineApi {
         let mut leads_tx = db::read_within(&self.pool, deadline::of_request(&request)).await.map_err(AppError::from)?;
         let ((won, average_won, opened), (leads, converted)) = tokio::try_join!(
             store::win_measures(&self.pool, filter, since),
-            store::lead_conversion(&mut leads_tx, filter, today - Days::new(365), today),
+            store::lead_conversion(&mut leads_tx, filter, &self.company.time_zone, today - Days::new(365), today),
         )
         .map_err(AppError::from)?;
         let win_rate = if opened > 0 { won as f64 / opened as f64 } else { 0.0 };

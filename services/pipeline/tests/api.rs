@@ -1,6 +1,7 @@
 //! The pipeline service over real gRPC on 127.0.0.1, with the clients
 //! service it checks deals against, real Postgres and real Redis.
 use branchscore_platform::Role;
+use branchscore_platform::config::CompanyConfig;
 use branchscore_proto::clients::v1 as clients;
 use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
 use branchscore_proto::common::v1::{ClientKind, Date, EmployeeRole, Granularity, Money, SizeBand};
@@ -105,8 +106,9 @@ fn pln(minor_units: i64) -> Option<Money> {
     Some(Money { minor_units, currency: "PLN".into() })
 }
 
+/// The date `days` from today in the company's zone.
 fn in_days(days: i64) -> Option<Date> {
-    Some(Date::from(chrono::Utc::now().date_naive() + chrono::Duration::days(days)))
+    Some(Date::from(CompanyConfig::default().today().expect("company zone") + chrono::Duration::days(days)))
 }
 
 fn days_ago(days: i64) -> Option<prost_types::Timestamp> {
@@ -491,7 +493,8 @@ async fn leads_sla_conversion_funnel_forecast_plan_and_facts() {
     // 10 000 000 / 1 000 000 = 10 deals; win rate 1/3 -> 30 meetings; 1 of 2 leads converted -> 60 leads.
     assert_eq!((plan.deals_to_win, plan.first_meetings, plan.leads), (10, 30, 60));
 
-    let today = Some(Date::from(chrono::Utc::now().date_naive()));
+    // Facts are dated in the company's zone (Warsaw): just before midnight UTC it is already tomorrow there.
+    let today = Some(Date::from(CompanyConfig::default().today().expect("company zone")));
     let facts = h
         .pipeline
         .get_pipeline_facts(authorized(
@@ -670,6 +673,34 @@ async fn pipeline_facts_list_the_leads_deals_and_control_points_they_count() {
     // A branch sees its own row with its sources, and nothing of the other branch.
     let own = h.pipeline.get_pipeline_facts(ask(&waw, true)).await.expect("own").into_inner().facts;
     assert_eq!(own, std::slice::from_ref(mine));
+}
+
+#[tokio::test]
+async fn the_funnel_counts_by_the_company_date_not_the_utc_date() {
+    let mut h = start().await;
+    let (waw, admin) = (h.waw.clone(), h.admin.clone());
+    // 23:30 UTC on 10 March is 00:30 on 11 March in Warsaw.
+    let late_evening_utc = Some(prost_types::Timestamp { seconds: 1_773_185_400, nanos: 0 });
+    let lead = CreateLeadRequest {
+        request_id: "midnight-lead".into(),
+        branch_id: "WAW".into(),
+        owner_employee_id: "E-WAW".into(),
+        channel: LeadChannel::Phone as i32,
+        receive_time: late_evening_utc,
+        contact_name: "Ola".into(),
+        ..Default::default()
+    };
+    h.pipeline.create_lead(authorized(&waw, lead)).await.expect("lead");
+    let deal = CreateDealRequest { create_time: late_evening_utc, ..new_deal("midnight-deal", "C-WAW", "WAW") };
+    create(&mut h, &waw, deal).await;
+    let on = |day: i32| {
+        let date = Some(Date { year: 2026, month: 3, day });
+        authorized(&admin, GetFunnelRequest { from: date, to: date, ..Default::default() })
+    };
+    let march_11 = h.pipeline.get_funnel(on(11)).await.expect("funnel").into_inner();
+    assert_eq!((march_11.leads, march_11.stages.first().map(|s| s.reached)), (1, Some(1)));
+    let march_10 = h.pipeline.get_funnel(on(10)).await.expect("funnel").into_inner();
+    assert_eq!((march_10.leads, march_10.stages.first().map(|s| s.reached)), (0, Some(0)));
 }
 
 #[tokio::test]

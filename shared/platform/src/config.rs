@@ -196,7 +196,13 @@ impl CompanyConfig {
 
     /// Today's date in the company's zone.
     pub fn today(&self) -> Result<chrono::NaiveDate, ConfigError> {
-        Ok(chrono::Utc::now().with_timezone(&self.zone()?).date_naive())
+        self.date_of(chrono::Utc::now())
+    }
+
+    /// The company's business date of an instant (not the UTC date: near
+    /// midnight the two differ).
+    pub fn date_of(&self, at: chrono::DateTime<chrono::Utc>) -> Result<chrono::NaiveDate, ConfigError> {
+        Ok(at.with_timezone(&self.zone()?).date_naive())
     }
 }
 
@@ -209,6 +215,19 @@ mod tests {
     struct Sample {
         server: ServerConfig,
         company: CompanyConfig,
+    }
+
+    #[test]
+    fn business_dates_are_the_company_zones() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).expect("time").to_utc();
+        let date = |s: &str| s.parse::<chrono::NaiveDate>().expect("date");
+        let warsaw = CompanyConfig::default();
+        // 23:30 UTC is 00:30 the next day in Warsaw in winter (UTC+1), 01:30 in summer (UTC+2).
+        assert_eq!(warsaw.date_of(at("2026-11-26T23:30:00Z")).unwrap(), date("2026-11-27"));
+        assert_eq!(warsaw.date_of(at("2026-11-26T22:59:59Z")).unwrap(), date("2026-11-26"));
+        assert_eq!(warsaw.date_of(at("2026-07-01T22:00:00Z")).unwrap(), date("2026-07-02"));
+        let bad = CompanyConfig { time_zone: "Mars/Olympus".into(), ..CompanyConfig::default() };
+        assert!(bad.date_of(at("2026-11-26T12:00:00Z")).is_err());
     }
 
     #[test]

@@ -52,7 +52,8 @@ pub struct FunnelDeal {
     pub entered: Vec<(i32, DateTime<Utc>)>,
 }
 
-/// Hands `each` the deals of one pipeline created in `[from, to]` that have
+/// Hands `each` the deals of one pipeline created in `[from, to]` (dates in
+/// the company's zone `zone`) that have
 /// at least one transition, in deal id order, each with its stage entries
 /// (a loss enters no stage) in the order they were made. The rows stream
 /// sorted by deal, so only the current deal is held, not the whole range.
@@ -60,6 +61,7 @@ pub async fn funnel_deals(
     conn: &mut PgConnection,
     pipeline_id: &str,
     filter: Filter<'_>,
+    zone: &str,
     from: NaiveDate,
     to: NaiveDate,
     mut each: impl FnMut(&FunnelDeal),
@@ -67,7 +69,7 @@ pub async fn funnel_deals(
     let mut rows = sqlx::query(
         "SELECT d.id, d.status, d.stage_index, d.loss_reason, d.closed_at, t.to_stage_index, t.at
          FROM deals d JOIN deal_transitions t ON t.deal_id = d.id
-         WHERE d.pipeline_id = $1 AND d.created_at::date BETWEEN $5 AND $6
+         WHERE d.pipeline_id = $1 AND (d.created_at AT TIME ZONE $7)::date BETWEEN $5 AND $6
            AND ($2::text[] IS NULL OR d.branch_id = ANY($2)) AND ($3 = '' OR d.branch_id = $3)
            AND ($4 = '' OR d.owner_employee_id = $4)
          ORDER BY d.id, t.id",
@@ -78,6 +80,7 @@ pub async fn funnel_deals(
     .bind(filter.employee_id)
     .bind(from)
     .bind(to)
+    .bind(zone)
     .fetch(&mut *conn);
     // The deal being read and its id; both are reused from one deal to the next.
     let mut current: Option<FunnelDeal> = None;
@@ -118,16 +121,18 @@ pub async fn funnel_deals(
     Ok(())
 }
 
-/// Leads received in `[from, to]` and how many became deals.
+/// Leads received in `[from, to]` (dates in the company's zone `zone`) and
+/// how many became deals.
 pub async fn lead_conversion(
     conn: &mut PgConnection,
     filter: Filter<'_>,
+    zone: &str,
     from: NaiveDate,
     to: NaiveDate,
 ) -> sqlx::Result<(i64, i64)> {
     let row = sqlx::query(
         "SELECT count(*) AS leads, count(deal_id) AS converted FROM leads
-         WHERE received_at::date BETWEEN $4 AND $5 AND ($1::text[] IS NULL OR branch_id = ANY($1))
+         WHERE (received_at AT TIME ZONE $6)::date BETWEEN $4 AND $5 AND ($1::text[] IS NULL OR branch_id = ANY($1))
            AND ($2 = '' OR branch_id = $2) AND ($3 = '' OR owner_employee_id = $3)",
     )
     .bind(filter.scope)
@@ -135,6 +140,7 @@ pub async fn lead_conversion(
     .bind(filter.employee_id)
     .bind(from)
     .bind(to)
+    .bind(zone)
     .fetch_one(&mut *conn)
     .await?;
     Ok((row.try_get("leads")?, row.try_get("converted")?))
