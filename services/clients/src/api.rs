@@ -3,6 +3,7 @@
 use crate::ingest::{self, KnownReferences};
 use crate::store::{self, Catalogue, ClientFilter};
 use branchscore_platform::cache::Cache;
+use branchscore_platform::coalesce::Coalescer;
 use branchscore_platform::config::CompanyConfig;
 use branchscore_platform::validate::Violations;
 use branchscore_platform::{AppError, AppResult, Principal, Role};
@@ -12,6 +13,7 @@ use chrono::Datelike;
 use prost::Message;
 use sqlx::PgPool;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
@@ -25,6 +27,9 @@ pub const MAX_LINES_PER_MESSAGE: usize = 10_000;
 const INSERTS_IN_FLIGHT: usize = 3;
 /// Refusals listed in the import reply (all are counted).
 const MAX_LISTED_REJECTIONS: usize = 1000;
+/// Postgres reads of cache-missed scores running at once (of the pool's 16
+/// connections by default); misses arriving meanwhile join the next read.
+const SCORE_READS_IN_FLIGHT: usize = 4;
 
 const READERS: &[Role] = &Role::ALL;
 const MASTER_DATA_WRITERS: &[Role] = &[Role::Admin, Role::ErpIntegration];
@@ -37,12 +42,14 @@ pub struct ClientsApi {
     pool: PgPool,
     cache: Cache,
     company: CompanyConfig,
-    score_cache_ttl: Duration,
+    stored_scores: Coalescer<String, ClientScore>,
 }
 
 impl ClientsApi {
+    /// Call within a Tokio runtime: it starts the task that coalesces score reads.
     pub fn new(pool: PgPool, cache: Cache, company: CompanyConfig, score_cache_ttl: Duration) -> Self {
-        ClientsApi { pool, cache, company, score_cache_ttl }
+        let stored_scores = stored_scores(pool.clone(), cache.clone(), score_cache_ttl);
+        ClientsApi { pool, cache, company, stored_scores }
     }
 
     /// Scores of `ids` within the caller's scope: cache first, Postgres for
@@ -59,13 +66,7 @@ impl ClientsApi {
             }
         }
         if !missing.is_empty() {
-            // Read the whole network's rows so the cache is filled for every caller;
-            // scope is applied below, for cached and fresh rows alike.
-            let fresh = store::scores_by_ids(&self.pool, &missing, None).await?;
-            let entries: Vec<(String, Vec<u8>)> =
-                fresh.iter().map(|s| (score_key(&s.client_id), s.encode_to_vec())).collect();
-            self.cache.set_many(&entries, self.score_cache_ttl).await;
-            found.extend(fresh);
+            found.extend(self.stored_scores.get(missing).await?);
         }
         found.retain(|score| principal.can_access(&score.branch_id));
         Ok(found)
@@ -82,6 +83,24 @@ fn add_inserted(
     reply.accepted += inserted as i64;
     reply.duplicates += (offered - inserted) as i64;
     Ok(())
+}
+
+/// Stored scores of cache misses, read together with the misses of other
+/// calls in flight, and put in the cache. The whole network's rows are read so
+/// the cache is filled for every caller; `ClientsApi::scores` applies the
+/// caller's scope to cached and stored scores alike.
+fn stored_scores(pool: PgPool, cache: Cache, ttl: Duration) -> Coalescer<String, ClientScore> {
+    let read = move |ids: Vec<String>| {
+        let (pool, cache) = (pool.clone(), cache.clone());
+        Box::pin(async move {
+            let stored = store::scores_by_ids(&pool, &ids, None).await?;
+            let entries: Vec<(String, Vec<u8>)> =
+                stored.iter().map(|s| (score_key(&s.client_id), s.encode_to_vec())).collect();
+            cache.set_many(&entries, ttl).await;
+            Ok(stored.into_iter().map(|s| (s.client_id.clone(), s)).collect())
+        }) as futures::future::BoxFuture<'static, AppResult<_>>
+    };
+    Coalescer::new("client_scores", SCORE_READS_IN_FLIGHT, MAX_BATCH, Arc::new(read))
 }
 
 /// Redis key of a client's score.

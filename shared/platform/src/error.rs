@@ -117,6 +117,18 @@ impl AppError {
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         AppError { source: Some(source.into()), ..AppError::new(ErrorCode::Internal, "internal error") }
     }
+
+    /// The same error for another caller of the same failed work (a
+    /// coalesced read); the source travels as its text.
+    pub fn copied(&self) -> AppError {
+        AppError {
+            code: self.code,
+            message: self.message.clone(),
+            violations: self.violations.clone(),
+            retry_after: self.retry_after,
+            source: self.source.as_ref().map(|source| anyhow::anyhow!("{source:#}")),
+        }
+    }
 }
 
 impl From<AppError> for Status {
@@ -206,6 +218,18 @@ mod tests {
         assert_eq!(status.code(), Code::ResourceExhausted);
         let retry = status.get_error_details().retry_info().cloned().expect("retry info");
         assert_eq!(retry.retry_delay, Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn a_copy_keeps_what_the_caller_sees_and_the_cause_as_text() {
+        let original =
+            AppError { retry_after: Some(Duration::from_secs(1)), ..AppError::from(sqlx::Error::PoolTimedOut) };
+        let copy = original.copied();
+        assert_eq!(
+            (copy.code, &copy.message, copy.retry_after),
+            (original.code, &original.message, original.retry_after)
+        );
+        assert_eq!(copy.source.map(|s| s.to_string()), original.source.map(|s| format!("{s:#}")));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod cache;
 pub mod client;
+pub mod coalesce;
 pub mod config;
 pub mod copy;
 pub mod db;
