@@ -313,13 +313,22 @@ def test_secrets_come_from_the_chart_or_the_existing_secret(case):
             secret_env = [e for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]
             for env in secret_env:
                 ref = env["valueFrom"]["secretKeyRef"]
+                if ref["key"] == "jwt-rs256-signing-key.pem":
+                    # Optional by design: without it nothing is signed; nothing falls back.
+                    assert ref.get("optional") is True
+                    continue
                 # Optional refs would let the binary fall back to a local Redis or the
                 # public development JWT secret.
                 assert not ref.get("optional"), f"{env['name']} is optional"
                 if not existing:
                     assert ref["key"] in provided, f"{env['name']} refers to missing key {ref['key']}"
-            jwt = [e["name"] for e in secret_env if e["name"].startswith("BRANCHSCORE_AUTH__")]
-            assert len(jwt) == 1, f"exactly one JWT key expected, got {jwt}"
+            # One verification key (HS256 or RS256); the signing key is not one.
+            jwt = [
+                e["name"]
+                for e in secret_env
+                if e["name"].startswith("BRANCHSCORE_AUTH__") and e["name"] != "BRANCHSCORE_AUTH__RS256_SIGNING_KEY_PEM"
+            ]
+            assert len(jwt) == 1, f"exactly one JWT verification key expected, got {jwt}"
             assert "BRANCHSCORE_REDIS__URL" in [e["name"] for e in secret_env]
         if not existing:
             assert "checksum/secret" in deployment["spec"]["template"]["metadata"]["annotations"]
@@ -549,6 +558,26 @@ def test_rs256_key_replaces_the_generated_hs256_secret():
     assert secret["stringData"]["jwt-rs256-public-key.pem"] == pem
     generated = [s for s in by_kind(render.render_chart({}), "Secret") if not is_hook(s)][0]
     assert len(generated["stringData"]["jwt-hs256-secret"]) >= 32
+
+
+def test_the_signing_key_reaches_the_gateway_and_clients_only():
+    public = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n-----END PUBLIC KEY-----\n"
+    private = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEA\n-----END PRIVATE KEY-----\n"
+    objects = render.render_chart({"secrets": {"jwt": {"rs256PublicKeyPem": public, "rs256SigningKeyPem": private}}})
+    (secret,) = [s for s in by_kind(objects, "Secret") if not is_hook(s)]
+    assert secret["stringData"]["jwt-rs256-signing-key.pem"] == private
+    given = set()
+    for deployment in by_kind(objects, "Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            for env in container.get("env", []):
+                if env["name"] == "BRANCHSCORE_AUTH__RS256_SIGNING_KEY_PEM":
+                    ref = env["valueFrom"]["secretKeyRef"]
+                    assert (ref["key"], ref["optional"]) == ("jwt-rs256-signing-key.pem", True)
+                    given.add(deployment["metadata"]["labels"]["app.kubernetes.io/component"])
+    assert given == {"gateway", "clients"}
+    without = render.render_chart({"secrets": {"jwt": {"rs256PublicKeyPem": public}}})
+    (secret,) = [s for s in by_kind(without, "Secret") if not is_hook(s)]
+    assert "jwt-rs256-signing-key.pem" not in secret["stringData"]
 
 
 def test_image_digest_wins_over_tag():

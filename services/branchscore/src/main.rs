@@ -31,7 +31,7 @@ enum Command {
     },
     /// Create the services' databases if missing and apply their migrations.
     Migrate { services: Vec<ServiceName> },
-    /// Mint a development token (HS256 secret from the configuration).
+    /// Mint a token: HS256 with the configured secret, or RS256 with auth.rs256_signing_key_pem.
     Token {
         /// admin, hq_analyst, branch_manager, branch_staff or erp_integration.
         #[arg(long)]
@@ -93,16 +93,13 @@ async fn execute(command: Command, config: BranchscoreConfig) -> anyhow::Result<
             services::migrate(&config, &ServiceName::selection(&services)).await
         }
         Command::Token { role, branches, subject, ttl_hours } => {
-            anyhow::ensure!(
-                config.auth.rs256_public_key_pem.is_empty(),
-                "auth.rs256_public_key_pem is set: production tokens come from your identity provider, not from here"
-            );
-            let token = TokenIssuer::new(&config.auth).mint(
-                &subject,
-                role,
-                &branches,
-                Duration::from_secs(ttl_hours * 3600),
-            )?;
+            let issuer = TokenIssuer::for_deployment(&config.auth)?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "auth.rs256_public_key_pem is set and auth.rs256_signing_key_pem is not: people's tokens come \
+                     from your identity provider, not from here"
+                )
+            })?;
+            let token = issuer.mint(&subject, role, &branches, Duration::from_secs(ttl_hours * 3600))?;
             println!("{token}");
             Ok(())
         }

@@ -34,14 +34,12 @@ pub fn next_run(now: DateTime<Utc>, zone: Tz, at: NaiveTime) -> DateTime<Utc> {
     }
 }
 
-/// The nightly run's own token for the feedback service: minted with the
-/// HS256 secret; with an RS256 identity provider the service cannot mint,
-/// and nightly scores leave satisfaction out.
+/// The nightly run's own token for the feedback service, minted as the
+/// deployment signs its tokens; under RS256 without a signing key of its own
+/// the service cannot mint, and nightly scores leave satisfaction out.
 pub fn service_credentials(auth: &AuthConfig) -> Option<CallCredentials> {
-    if !auth.rs256_public_key_pem.trim().is_empty() {
-        return None;
-    }
-    let token = TokenIssuer::new(auth)
+    let token = TokenIssuer::for_deployment(auth)
+        .ok()??
         .mint("clients-nightly", Role::Admin, &[], std::time::Duration::from_secs(3 * 3600))
         .ok()?;
     CallCredentials::bearer(&token).ok()

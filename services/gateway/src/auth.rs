@@ -2,12 +2,13 @@
 //! here as the services verify it, or an API key exchanged for a short-lived
 //! token of the key's principal, so the services see one kind of caller.
 //!
-//! Minting needs the signing key. Under HS256 the gateway has it (the shared
+//! Minting needs a signing key. Under HS256 the gateway has it (the shared
 //! secret); a deployment that verifies RS256 tokens of an identity provider
-//! has only the public key, so API keys are refused there with a message
-//! saying so: such a deployment needs a signing key of its own first.
+//! signs with a key of its own (`auth.rs256_signing_key_pem`, its public key
+//! listed beside the provider's). Without one, API keys are refused with a
+//! message saying so.
 use crate::{keys, store};
-use branchscore_platform::auth::{AuthConfig, Authenticator, TokenIssuer};
+use branchscore_platform::auth::{Authenticator, TokenIssuer};
 use branchscore_platform::{AppError, AppResult, Principal, Role};
 use http::{HeaderMap, HeaderValue};
 use sqlx::PgPool;
@@ -28,15 +29,15 @@ pub struct Caller {
 #[derive(Debug)]
 pub struct EdgeAuth {
     authenticator: Authenticator,
-    /// `None` when tokens are verified with an RS256 public key.
+    /// `None` under RS256 without a signing key of the deployment's own.
     issuer: Option<TokenIssuer>,
     pool: PgPool,
     token_ttl: Duration,
 }
 
 impl EdgeAuth {
-    pub fn new(authenticator: Authenticator, config: &AuthConfig, pool: PgPool, token_ttl: Duration) -> Self {
-        let issuer = config.rs256_public_key_pem.trim().is_empty().then(|| TokenIssuer::new(config));
+    /// `issuer`: `TokenIssuer::for_deployment` of the deployment's auth.
+    pub fn new(authenticator: Authenticator, issuer: Option<TokenIssuer>, pool: PgPool, token_ttl: Duration) -> Self {
         EdgeAuth { authenticator, issuer, pool, token_ttl }
     }
 
@@ -52,7 +53,7 @@ impl EdgeAuth {
         let issuer = self.issuer.as_ref().ok_or_else(|| {
             AppError::unauthenticated(
                 "API keys are not accepted here: tokens are verified with an RS256 public key and the gateway \
-                 has no key to sign tokens for API key callers",
+                 has no key to sign tokens for API key callers (auth.rs256_signing_key_pem)",
             )
         })?;
         let secret = key.to_str().map_err(|_| AppError::unauthenticated("x-api-key is not ASCII"))?;
@@ -71,6 +72,7 @@ impl EdgeAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use branchscore_platform::auth::AuthConfig;
 
     /// A public key only: what a deployment verifying an identity provider's tokens has.
     const PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----
@@ -89,7 +91,8 @@ pwIDAQAB
         let authenticator = Authenticator::new(&config).expect("RS256 verifier");
         // Never reached: the refusal comes before any lookup.
         let pool = PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").expect("lazy pool");
-        let auth = EdgeAuth::new(authenticator, &config, pool, Duration::from_secs(60));
+        let issuer = TokenIssuer::for_deployment(&config).expect("valid");
+        let auth = EdgeAuth::new(authenticator, issuer, pool, Duration::from_secs(60));
         let mut headers = HeaderMap::new();
         headers.insert(API_KEY_HEADER, HeaderValue::from_static("bsk_anything"));
         let refused = auth.authenticate(&headers).await.expect_err("no signing key");

@@ -22,6 +22,7 @@ pub mod store;
 use crate::auth::EdgeAuth;
 use crate::edge::{EdgeLayer, Gate};
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
+use branchscore_platform::auth::TokenIssuer;
 use branchscore_platform::config::{DatabaseConfig, ServerConfig, millis};
 use branchscore_platform::server::{HttpService, ServerBuilder};
 use branchscore_platform::service::{self, PlatformConfig, RunningService, ServiceSpec};
@@ -146,18 +147,15 @@ pub async fn run(
         proxies.push((route.service.clone(), proxy::Proxy::new(&route.service, channel, max_message_bytes)));
     }
     let spec = ServiceSpec { name: "gateway", server: &config.server, database: &config.database, migrator: &MIGRATOR };
-    let auth_config = platform.auth.clone();
+    // A signing key the services would refuse stops the start here.
+    let issuer = TokenIssuer::for_deployment(&platform.auth)?;
     let config = config.clone();
     service::launch(
         spec,
         platform,
         move |context| {
-            let auth = EdgeAuth::new(
-                context.authenticator.clone(),
-                &auth_config,
-                context.pool.clone(),
-                config.api_key_token_ttl_ms,
-            );
+            let auth =
+                EdgeAuth::new(context.authenticator.clone(), issuer, context.pool.clone(), config.api_key_token_ttl_ms);
             let gate = Gate {
                 auth,
                 limiter: RateLimiter::new(context.cache, config.rate_limit),

@@ -3,6 +3,7 @@
 use branchscore_gateway::Config;
 use branchscore_gateway::rate_limit::RateLimitConfig;
 use branchscore_platform::Role;
+use branchscore_platform::auth::{AuthConfig, TokenIssuer};
 use branchscore_platform::config::PeersConfig;
 use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
 use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
@@ -48,9 +49,32 @@ impl Harness {
     }
 
     async fn start_with(adjust: impl FnOnce(&mut Config)) -> Harness {
-        let clients_env = TestEnv::new();
+        Harness::start_in(TestEnv::new(), TestEnv::new(), adjust).await
+    }
+
+    /// People sign in with an identity provider's RS256 tokens; the gateway
+    /// signs API-key callers' tokens with a key of the deployment's own.
+    async fn start_rs256() -> Harness {
+        const KEYS: &str = "../../shared/platform/testdata";
+        let pem = |name: &str| std::fs::read_to_string(format!("{KEYS}/{name}")).expect("test key");
+        let idp = AuthConfig {
+            rs256_public_key_pem: pem("idp-rs256.pub.pem"),
+            rs256_signing_key_pem: pem("idp-rs256.key.pem"),
+            ..AuthConfig::default()
+        };
+        let people = || TokenIssuer::for_deployment(&idp).expect("idp key").expect("idp issuer");
+        let deployment = AuthConfig {
+            hs256_secret: String::new(),
+            rs256_public_key_pem: format!("{}{}", pem("idp-rs256.pub.pem"), pem("own-rs256.pub.pem")),
+            rs256_signing_key_pem: pem("own-rs256.key.pem"),
+            ..AuthConfig::default()
+        };
+        let env = || TestEnv::new().with_auth(deployment.clone(), people());
+        Harness::start_in(env(), env(), |_| {}).await
+    }
+
+    async fn start_in(clients_env: TestEnv, gateway_env: TestEnv, adjust: impl FnOnce(&mut Config)) -> Harness {
         let clients_addr = start_clients(&clients_env).await;
-        let gateway_env = TestEnv::new();
         let addr = start_gateway(&gateway_env, |peers| peers.clients = format!("http://{clients_addr}"), adjust).await;
         Harness {
             admin: gateway_env.token(Role::Admin, &[]),
@@ -265,6 +289,25 @@ fn new_key(request_id: &str, role: KeyRole, branches: &[&str]) -> CreateApiKeyRe
         role: role as i32,
         branch_ids: branches.iter().map(|branch| branch.to_string()).collect(),
     }
+}
+
+#[tokio::test]
+async fn api_keys_work_where_people_sign_in_with_an_identity_providers_rs256_tokens() {
+    let h = Harness::start_rs256().await;
+    let created = h
+        .keys()
+        .create_api_key(authorized(&h.admin, new_key("k-1", KeyRole::BranchManager, &["WAW"])))
+        .await
+        .expect("an admin's identity-provider token")
+        .into_inner();
+    let own = h.clients().list_clients(with_api_key(&created.secret, list_in("WAW"))).await.expect("with the key");
+    assert_eq!(client_ids(own.into_inner()), ["C-WAW"]);
+    let other = h.clients().list_clients(with_api_key(&created.secret, list_in("KRK"))).await;
+    assert_eq!(other.expect_err("outside the key's branches").code(), Code::PermissionDenied);
+    // An HS256 token signed with the development secret is nobody here.
+    let dev = TokenIssuer::new(&AuthConfig::default()).mint("eve", Role::Admin, &[], Duration::from_secs(60));
+    let refused = h.clients().list_branches(authorized(&dev.expect("mint"), ListBranchesRequest::default())).await;
+    assert_eq!(refused.expect_err("HS256").code(), Code::Unauthenticated);
 }
 
 #[tokio::test]

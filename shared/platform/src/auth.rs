@@ -168,8 +168,15 @@ impl Claims {
 pub struct AuthConfig {
     /// HS256 shared secret (development). Ignored when an RS256 key is set.
     pub hs256_secret: String,
-    /// PEM of the RS256 public key (production); tokens are minted elsewhere.
+    /// PEM of the RS256 public keys tokens are accepted from (production):
+    /// the identity provider's, and this deployment's own when it signs
+    /// tokens (several PEM blocks, one after the other).
     pub rs256_public_key_pem: String,
+    /// PEM of the RS256 private key this deployment signs its own tokens
+    /// with: the gateway's for API-key callers, the nightly recompute's. Its
+    /// public key must be among `rs256_public_key_pem`. Empty: under RS256
+    /// nothing here signs tokens (no API keys).
+    pub rs256_signing_key_pem: String,
     pub issuer: String,
     pub audience: String,
 }
@@ -179,16 +186,25 @@ impl Default for AuthConfig {
         AuthConfig {
             hs256_secret: DEV_HS256_SECRET.into(),
             rs256_public_key_pem: String::new(),
+            rs256_signing_key_pem: String::new(),
             issuer: "branchscore".into(),
             audience: "branchscore".into(),
         }
     }
 }
 
+impl AuthConfig {
+    /// Whether tokens are RS256 (an identity provider's) rather than HS256.
+    pub fn is_rs256(&self) -> bool {
+        !self.rs256_public_key_pem.trim().is_empty()
+    }
+}
+
 /// Verifies bearer tokens; cheap to clone (one per service server).
 #[derive(Clone)]
 pub struct Authenticator {
-    key: Arc<DecodingKey>,
+    /// Any of them may have signed a token (RS256: one per PEM block).
+    keys: Arc<[DecodingKey]>,
     validation: Arc<Validation>,
 }
 
@@ -200,10 +216,14 @@ impl fmt::Debug for Authenticator {
 
 impl Authenticator {
     pub fn new(config: &AuthConfig) -> anyhow::Result<Self> {
-        let (key, algorithm) = if !config.rs256_public_key_pem.trim().is_empty() {
-            (DecodingKey::from_rsa_pem(config.rs256_public_key_pem.as_bytes())?, Algorithm::RS256)
+        let (keys, algorithm) = if config.is_rs256() {
+            let keys = pem_blocks(&config.rs256_public_key_pem)
+                .into_iter()
+                .map(|pem| DecodingKey::from_rsa_pem(pem.as_bytes()))
+                .collect::<Result<Vec<_>, _>>()?;
+            (keys, Algorithm::RS256)
         } else if config.hs256_secret.len() >= 32 {
-            (DecodingKey::from_secret(config.hs256_secret.as_bytes()), Algorithm::HS256)
+            (vec![DecodingKey::from_secret(config.hs256_secret.as_bytes())], Algorithm::HS256)
         } else {
             anyhow::bail!("auth.hs256_secret must be at least 32 bytes (or set auth.rs256_public_key_pem)");
         };
@@ -211,13 +231,21 @@ impl Authenticator {
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&[&config.audience]);
         validation.leeway = 30;
-        Ok(Authenticator { key: Arc::new(key), validation: Arc::new(validation) })
+        Ok(Authenticator { keys: keys.into(), validation: Arc::new(validation) })
     }
 
-    /// Verifies a raw token.
+    /// Verifies a raw token: signed by one of the keys, and valid.
     pub fn verify(&self, token: &str) -> AppResult<Principal> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|err| AppError::unauthenticated(format!("invalid token: {err}")))?;
+        let mut outcome = Err(jsonwebtoken::errors::ErrorKind::InvalidSignature.into());
+        for key in self.keys.iter() {
+            outcome = jsonwebtoken::decode::<Claims>(token, key, &self.validation);
+            let wrong_key =
+                matches!(&outcome, Err(err) if matches!(err.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature));
+            if !wrong_key {
+                break;
+            }
+        }
+        let data = outcome.map_err(|err| AppError::unauthenticated(format!("invalid token: {err}")))?;
         data.claims.into_principal()
     }
 
@@ -250,10 +278,32 @@ impl Interceptor for Authenticator {
     }
 }
 
-/// Mints HS256 tokens for development, tests and the demo.
+/// The PEM blocks of `text` in order; the whole text when it has none (so
+/// that the key parser names what is wrong with it).
+fn pem_blocks(text: &str) -> Vec<&str> {
+    const END: &str = "-----END ";
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(begin) = rest.find("-----BEGIN ") {
+        let block = &rest[begin..];
+        let Some(end) = block.find(END) else { break };
+        let Some(close) = block[end + END.len()..].find("-----") else { break };
+        let len = end + END.len() + close + "-----".len();
+        blocks.push(&block[..len]);
+        rest = &block[len..];
+    }
+    if blocks.is_empty() {
+        blocks.push(text);
+    }
+    blocks
+}
+
+/// Mints tokens the services accept: HS256 with the shared secret, or RS256
+/// with the deployment's own signing key.
 #[derive(Clone)]
 pub struct TokenIssuer {
     key: Arc<EncodingKey>,
+    algorithm: Algorithm,
     issuer: String,
     audience: String,
 }
@@ -265,12 +315,44 @@ impl fmt::Debug for TokenIssuer {
 }
 
 impl TokenIssuer {
+    /// An HS256 issuer with the shared secret (development, tests, the demo).
     pub fn new(config: &AuthConfig) -> Self {
         TokenIssuer {
             key: Arc::new(EncodingKey::from_secret(config.hs256_secret.as_bytes())),
+            algorithm: Algorithm::HS256,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
         }
+    }
+
+    /// The issuer a deployment signs its own tokens with: RS256 with
+    /// `rs256_signing_key_pem`, HS256 without RS256, `None` under RS256
+    /// without a signing key. A signing key whose tokens the configured
+    /// public keys would refuse is an error, found here rather than at the
+    /// first call.
+    pub fn for_deployment(config: &AuthConfig) -> anyhow::Result<Option<Self>> {
+        if !config.is_rs256() {
+            return Ok(Some(TokenIssuer::new(config)));
+        }
+        if config.rs256_signing_key_pem.trim().is_empty() {
+            return Ok(None);
+        }
+        let key = EncodingKey::from_rsa_pem(config.rs256_signing_key_pem.as_bytes())
+            .map_err(|err| anyhow::anyhow!("auth.rs256_signing_key_pem: {err}"))?;
+        let issuer = TokenIssuer {
+            key: Arc::new(key),
+            algorithm: Algorithm::RS256,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+        };
+        let probe = issuer.mint("signing-key-check", Role::Admin, &[], Duration::from_secs(60))?;
+        Authenticator::new(config)?.verify(&probe).map_err(|_| {
+            anyhow::anyhow!(
+                "the public key of auth.rs256_signing_key_pem is not among auth.rs256_public_key_pem: \
+                 the services would refuse the tokens it signs"
+            )
+        })?;
+        Ok(Some(issuer))
     }
 
     pub fn mint(&self, subject: &str, role: Role, branches: &[String], ttl: Duration) -> anyhow::Result<String> {
@@ -286,7 +368,7 @@ impl TokenIssuer {
         };
         // Refuse to mint what no service would accept.
         claims.clone().into_principal().map_err(|err| anyhow::anyhow!("{}", err.message))?;
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)?)
+        Ok(jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.key)?)
     }
 }
 
@@ -358,6 +440,68 @@ mod tests {
         };
         let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &issuer.key).expect("encode");
         assert!(auth.verify(&expired).is_err());
+    }
+
+    const IDP_KEY: &str = include_str!("../testdata/idp-rs256.key.pem");
+    const IDP_PUBLIC: &str = include_str!("../testdata/idp-rs256.pub.pem");
+    const OWN_KEY: &str = include_str!("../testdata/own-rs256.key.pem");
+    const OWN_PUBLIC: &str = include_str!("../testdata/own-rs256.pub.pem");
+
+    fn rs256(public: &str, signing: &str) -> AuthConfig {
+        AuthConfig {
+            rs256_public_key_pem: public.into(),
+            rs256_signing_key_pem: signing.into(),
+            ..AuthConfig::default()
+        }
+    }
+
+    #[test]
+    fn rs256_tokens_of_the_identity_provider_and_of_the_deployment_are_both_accepted() {
+        let config = rs256(&format!("{IDP_PUBLIC}\n{OWN_PUBLIC}"), OWN_KEY);
+        let auth = Authenticator::new(&config).expect("two public keys");
+        let own = TokenIssuer::for_deployment(&config).expect("valid").expect("a signing key");
+        let idp = TokenIssuer::for_deployment(&rs256(IDP_PUBLIC, IDP_KEY)).expect("valid").expect("a signing key");
+        for issuer in [&own, &idp] {
+            let token = issuer.mint("erp", Role::ErpIntegration, &["*".into()], Duration::from_secs(60)).expect("mint");
+            assert_eq!(auth.verify(&token).expect("accepted").subject, "erp");
+        }
+        // HS256 tokens, even with the default secret, are not RS256 ones.
+        let hs256 = TokenIssuer::new(&AuthConfig::default());
+        let token = hs256.mint("eve", Role::Admin, &[], Duration::from_secs(60)).expect("mint");
+        assert!(auth.verify(&token).is_err());
+        // Expired beats "signed by another key": the key that signed it says so.
+        let stale = Claims {
+            sub: "old".into(),
+            role: Role::Admin,
+            branches: vec![],
+            iss: "branchscore".into(),
+            aud: "branchscore".into(),
+            iat: 1,
+            exp: 2,
+        };
+        let expired = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &stale, &own.key).expect("encode");
+        let refused = auth.verify(&expired).expect_err("expired");
+        assert!(refused.message.contains("xpired"), "{}", refused.message);
+    }
+
+    #[test]
+    fn a_signing_key_the_services_would_refuse_stops_the_start() {
+        let err = TokenIssuer::for_deployment(&rs256(IDP_PUBLIC, OWN_KEY)).expect_err("not among the public keys");
+        assert!(err.to_string().contains("not among auth.rs256_public_key_pem"), "{err}");
+        assert!(TokenIssuer::for_deployment(&rs256(IDP_PUBLIC, "not a key")).is_err());
+        assert!(TokenIssuer::for_deployment(&rs256(IDP_PUBLIC, "")).expect("valid").is_none());
+        let own_only = Authenticator::new(&rs256(OWN_PUBLIC, "")).expect("one key");
+        let idp = TokenIssuer::for_deployment(&rs256(IDP_PUBLIC, IDP_KEY)).expect("valid").expect("a signing key");
+        let token = idp.mint("x", Role::Admin, &[], Duration::from_secs(60)).expect("mint");
+        assert!(own_only.verify(&token).is_err(), "a key not configured signs nothing accepted");
+    }
+
+    #[test]
+    fn pem_blocks_are_split_and_anything_else_is_passed_on_whole() {
+        let two = format!("{IDP_PUBLIC}{OWN_PUBLIC}");
+        assert_eq!(pem_blocks(&two), vec![IDP_PUBLIC.trim_end(), OWN_PUBLIC.trim_end()]);
+        assert_eq!(pem_blocks("garbage"), vec!["garbage"]);
+        assert!(Authenticator::new(&rs256("garbage", "")).is_err());
     }
 
     #[test]

@@ -85,6 +85,14 @@ impl TestEnv {
         &self.platform.auth
     }
 
+    /// Tokens verified as `auth` says, and `token` minted by `people` (an
+    /// identity provider's issuer, for an RS256 deployment).
+    pub fn with_auth(mut self, auth: AuthConfig, people: TokenIssuer) -> Self {
+        self.platform.auth = auth;
+        self.issuer = people;
+        self
+    }
+
     /// A dev token for `role` at `branches` (empty for head office).
     pub fn token(&self, role: Role, branches: &[&str]) -> String {
         let branches: Vec<String> = branches.iter().map(|b| b.to_string()).collect();
