@@ -157,10 +157,9 @@ impl Recompute {
         progress.report(RecomputePhase::Classifying, total, total);
 
         let mut tx = self.pool.begin().await?;
-        let changed = store::write_scores(&mut tx, Some(run_id), &rows, |staged| {
-            progress.report(RecomputePhase::Writing, staged, total)
-        })
-        .await?;
+        let changed =
+            store::write_scores(&mut tx, Some(run_id), &rows, |phase, done| progress.report(phase, done, total))
+                .await?;
         store::insert_cluster_profiles(&mut tx, run_id, &profiles).await?;
         store::insert_basket_rules(&mut tx, run_id, &rules).await?;
         let outcome = RunOutcome {

@@ -40,7 +40,7 @@ fn sample_score(client_id: &str, branch: &str) -> ClientScore {
 async fn save_scores(pool: &sqlx::PgPool, scores: &[ClientScore]) {
     let rows: Vec<ScoreRow> = scores.iter().map(ScoreRow::from).collect();
     let mut tx = pool.begin().await.expect("begin");
-    branchscore_clients::store::write_scores(&mut tx, None, &rows, |_| {}).await.expect("save scores");
+    branchscore_clients::store::write_scores(&mut tx, None, &rows, |_, _| {}).await.expect("save scores");
     tx.commit().await.expect("commit");
 }
 

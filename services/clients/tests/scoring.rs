@@ -104,7 +104,9 @@ async fn recompute_classifies_the_network_as_computed_by_hand() {
     let order = |phase: RecomputePhase| phases.iter().position(|p| *p == phase as i32).expect("phase reported");
     assert!(order(RecomputePhase::Aggregating) < order(RecomputePhase::Classifying));
     assert!(order(RecomputePhase::Classifying) < order(RecomputePhase::Writing));
-    assert!(order(RecomputePhase::Writing) < order(RecomputePhase::Caching));
+    assert!(order(RecomputePhase::Writing) < order(RecomputePhase::RecordingHistory));
+    assert!(order(RecomputePhase::RecordingHistory) < order(RecomputePhase::Storing));
+    assert!(order(RecomputePhase::Storing) < order(RecomputePhase::Caching));
     let summary = messages.last().and_then(|m| m.summary).expect("summary last");
     assert_eq!((summary.clients, summary.changed, summary.settings_version), (6, 6, 0));
 

@@ -601,7 +601,7 @@ async fn seed(env: &TestEnv, addr: SocketAddr, count: usize) -> anyhow::Result<(
     let pool = sqlx::PgPool::connect(&env.database.url).await?;
     let rows: Vec<ScoreRow> = scores.iter().map(ScoreRow::from).collect();
     let mut tx = pool.begin().await?;
-    branchscore_clients::store::write_scores(&mut tx, None, &rows, |_| {}).await?;
+    branchscore_clients::store::write_scores(&mut tx, None, &rows, |_, _| {}).await?;
     tx.commit().await?;
     sqlx::query("ANALYZE client_scores").execute(&pool).await?;
     pool.close().await;

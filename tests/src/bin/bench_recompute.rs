@@ -190,6 +190,8 @@ fn phase_name(phase: RecomputePhase) -> &'static str {
         RecomputePhase::Aggregating => "aggregating",
         RecomputePhase::Classifying => "classifying",
         RecomputePhase::Writing => "writing",
+        RecomputePhase::RecordingHistory => "history",
+        RecomputePhase::Storing => "storing",
         RecomputePhase::Caching => "caching",
         _ => "starting",
     }
@@ -204,7 +206,10 @@ fn phase_name(phase: RecomputePhase) -> &'static str {
 ///   the window for maturity and baskets (until AGGREGATING done = total);
 /// * classifying: maturity and basket rules, ABC, XYZ, RFM, lifecycle, k-means with k chosen by silhouette,
 ///   scores and records;
-/// * writing: history and scores in one transaction (until the first CACHING report: one cache chunk late);
+/// * staging: the scores sent by binary COPY into a temporary table (until RECORDING_HISTORY);
+/// * history: the history rows of changed clients appended, one statement;
+/// * storing: the scores upserted, one statement, and the run's commit (until the first CACHING report: one
+///   cache chunk late);
 /// * caching: the cache refresh until the run returns.
 fn phase_times(started: Instant, marks: &Marks, end: Instant) -> Value {
     let reports = &marks.reports;
@@ -222,7 +227,9 @@ fn phase_times(started: Instant, marks: &Marks, end: Instant) -> Value {
         ("monthly aggregate", aggregating),
         ("window queries (product-line breadth, purchases for baskets)", last_fold.or(aggregating)),
         ("classifying", classifying.or(aggregated)),
-        ("writing", classified),
+        ("staging scores", classified),
+        ("history", first(RecomputePhase::RecordingHistory)),
+        ("storing scores", first(RecomputePhase::Storing)),
         ("caching", caching),
         ("end", Some(end)),
     ];

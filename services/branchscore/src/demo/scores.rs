@@ -31,6 +31,8 @@ fn phase_name(phase: i32) -> &'static str {
         RecomputePhase::Aggregating => "aggregating",
         RecomputePhase::Classifying => "classifying",
         RecomputePhase::Writing => "writing",
+        RecomputePhase::RecordingHistory => "history",
+        RecomputePhase::Storing => "storing",
         RecomputePhase::Caching => "caching",
         RecomputePhase::Done => "done",
         RecomputePhase::Unspecified => "starting",

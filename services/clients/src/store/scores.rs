@@ -2,7 +2,7 @@
 //! score keeps the whole explained record (the protobuf the API and the
 //! cache serve) beside the columns that queries filter and group on.
 use branchscore_platform::copy::BinaryRows;
-use branchscore_proto::clients::v1::{ClientHistoryEntry, ClientScore, ClusterProfile, MatrixCell};
+use branchscore_proto::clients::v1::{ClientHistoryEntry, ClientScore, ClusterProfile, MatrixCell, RecomputePhase};
 use branchscore_proto::common::v1::{Date, Money};
 use chrono::NaiveDate;
 use prost::Message;
@@ -77,14 +77,17 @@ const STAGE_CHUNK: usize = 10_000;
 /// a history row for each client whose classes, lifecycle status or score
 /// band differ from its stored score or that has none yet (only for a run),
 /// and one statement upserts them. Set-based, so Postgres joins and writes a
-/// million clients in a pass instead of a statement per chunk. `staged` hears
-/// the rows sent so far. Returns the history rows appended.
+/// million clients in a pass instead of a statement per chunk. `progress`
+/// hears the rows staged so far (WRITING), then each statement as it starts
+/// (0) and ends (all rows): RECORDING_HISTORY (only for a run) and STORING.
+/// Returns the history rows appended.
 pub async fn write_scores(
     tx: &mut Transaction<'_, Postgres>,
     run_id: Option<i64>,
     rows: &[ScoreRow],
-    mut staged: impl FnMut(u64),
+    mut progress: impl FnMut(RecomputePhase, u64),
 ) -> sqlx::Result<u64> {
+    let all = rows.len() as u64;
     sqlx::query("DROP TABLE IF EXISTS pg_temp.staged_scores").execute(&mut **tx).await?;
     sqlx::query(
         "CREATE TEMPORARY TABLE staged_scores (
@@ -118,15 +121,17 @@ pub async fn write_scores(
                 .bytes(&r.record);
         }
         copy.send(encoded.take()).await?;
-        staged(encoded.rows());
+        progress(RecomputePhase::Writing, encoded.rows());
     }
     copy.send(encoded.finish()).await?;
     copy.finish().await?;
     // Without statistics the planner would guess a few rows and loop over the index.
     sqlx::query("ANALYZE staged_scores").execute(&mut **tx).await?;
     let changed = match run_id {
-        Some(run_id) => sqlx::query(
-            "INSERT INTO client_class_history (client_id, as_of, run_id, abc_class, xyz_class, rfm_segment,
+        Some(run_id) => {
+            progress(RecomputePhase::RecordingHistory, 0);
+            let appended = sqlx::query(
+                "INSERT INTO client_class_history (client_id, as_of, run_id, abc_class, xyz_class, rfm_segment,
                  lifecycle_status, previous_lifecycle_status, score_class, settings_version, previous_abc_class)
              SELECT n.client_id, n.as_of, $1, n.abc_class, n.xyz_class, n.rfm_segment, n.lifecycle_status,
                     COALESCE(o.lifecycle_status, 0), n.score_class, n.settings_version, COALESCE(o.abc_class, 0)
@@ -138,13 +143,17 @@ pub async fn write_scores(
                  xyz_class = EXCLUDED.xyz_class, rfm_segment = EXCLUDED.rfm_segment,
                  lifecycle_status = EXCLUDED.lifecycle_status, score_class = EXCLUDED.score_class,
                  settings_version = EXCLUDED.settings_version",
-        )
-        .bind(run_id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected(),
+            )
+            .bind(run_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            progress(RecomputePhase::RecordingHistory, all);
+            appended
+        }
         None => 0,
     };
+    progress(RecomputePhase::Storing, 0);
     sqlx::query(
         "INSERT INTO client_scores (client_id, as_of, score, score_class, abc_class, xyz_class, rfm_code,
              rfm_segment, lifecycle_status, window_revenue_minor, currency, settings_version, cluster, record, run_id)
@@ -159,6 +168,7 @@ pub async fn write_scores(
     .bind(run_id)
     .execute(&mut **tx)
     .await?;
+    progress(RecomputePhase::Storing, all);
     Ok(changed)
 }
 
