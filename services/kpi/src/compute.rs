@@ -5,7 +5,7 @@
 use crate::upstream::{Employee, EmployeeFacts};
 use branchscore_proto::common::v1::EmployeeRole;
 use branchscore_scoring::Money;
-use branchscore_scoring::kpi::{self, Credit, FactSheet, KpiLine, PayoutTerms};
+use branchscore_scoring::kpi::{self, Credit, FactSheet, KpiLine, PayoutTerms, competition_ranks};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -192,18 +192,15 @@ pub fn bonus_lines(inputs: &PeriodInputs<'_>) -> Vec<BonusLine> {
     lines
 }
 
-/// Competition ranking by weighted attainment ("1224"), ties in id order.
+/// Ranks the lines ([`competition_ranks`]) and sorts them best first, ties
+/// in id order.
 pub fn rank(lines: &mut [BonusLine]) {
     lines.sort_by(|a, b| {
         b.weighted_attainment.total_cmp(&a.weighted_attainment).then_with(|| a.employee_id.cmp(&b.employee_id))
     });
-    let mut previous: Option<(f64, i32)> = None;
-    for (i, line) in lines.iter_mut().enumerate() {
-        line.rank = match previous {
-            Some((w, r)) if w == line.weighted_attainment => r,
-            _ => i32::try_from(i + 1).unwrap_or(i32::MAX),
-        };
-        previous = Some((line.weighted_attainment, line.rank));
+    let attainments: Vec<f64> = lines.iter().map(|line| line.weighted_attainment).collect();
+    for (line, rank) in lines.iter_mut().zip(competition_ranks(&attainments)) {
+        line.rank = rank;
     }
 }
 

@@ -262,6 +262,7 @@ pub fn leaderboard_sheet(board: &GetKpiLeaderboardResponse, currency: &str) -> S
                 amount(&l.bonus),
                 Cell::Ratio(l.forecast_weighted_attainment),
                 amount(&l.forecast_bonus),
+                Cell::Count(i64::from(l.branch_rank)),
             ]
         })
         .collect();
@@ -280,6 +281,8 @@ pub fn leaderboard_sheet(board: &GetKpiLeaderboardResponse, currency: &str) -> S
             money_column("bonus", "Bonus", currency),
             column("forecast_weighted_attainment", "Forecast weighted attainment"),
             money_column("forecast_bonus", "Forecast bonus", currency),
+            // Last, so the columns before keep their places for readers of older files.
+            column("branch_rank", "Rank in branch"),
         ],
         rows,
     }

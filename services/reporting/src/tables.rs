@@ -385,6 +385,21 @@ fn forecast(line: &BonusLine, card: Option<&Scorecard>, pace: &Pace) -> (f64, i6
     (evaluation.weighted_attainment, bonus)
 }
 
+/// Sets each line's rank among the lines of its branch. A branch the caller
+/// sees is seen whole, so the visible lines are all of the branch's.
+fn rank_within_branches(lines: &mut [LeaderboardLine]) {
+    let mut by_branch: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        by_branch.entry(line.branch_id.clone()).or_default().push(i);
+    }
+    for members in by_branch.values() {
+        let attainments: Vec<f64> = members.iter().map(|&i| lines[i].weighted_attainment).collect();
+        for (&i, rank) in members.iter().zip(rules::competition_ranks(&attainments)) {
+            lines[i].branch_rank = rank;
+        }
+    }
+}
+
 /// The period's lines as a leaderboard (best rank first) with the forecast.
 pub fn leaderboard(period: &BonusPeriod, scorecards: &[Scorecard], pace: &Pace) -> GetKpiLeaderboardResponse {
     let currency = period.total_bonus.as_ref().map_or("", |m| m.currency.as_str());
@@ -404,9 +419,11 @@ pub fn leaderboard(period: &BonusPeriod, scorecards: &[Scorecard], pace: &Pace) 
                 bonus: line.bonus.clone(),
                 forecast_weighted_attainment,
                 forecast_bonus: money(forecast_bonus, currency),
+                branch_rank: 0,
             }
         })
         .collect();
+    rank_within_branches(&mut lines);
     lines.sort_by(|a, b| a.rank.cmp(&b.rank).then_with(|| a.employee_id.cmp(&b.employee_id)));
     let total_bonus = lines.iter().map(|l| minor(&l.bonus)).sum();
     let total_forecast = lines.iter().map(|l| minor(&l.forecast_bonus)).sum();

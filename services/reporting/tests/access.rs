@@ -48,11 +48,12 @@ async fn a_branch_manager_sees_only_their_branch() {
     let refused = reporting.get_period_report(authorized(manager, monthly("KRK"))).await.expect_err("KRK");
     assert_eq!(refused.code(), Code::PermissionDenied);
 
-    // Network ranks stay (K1 is second), only WAW's lines are shown.
+    // Network ranks stay (K1 is second), only WAW's lines are shown, each with its rank in WAW.
     let board = reporting.get_kpi_leaderboard(authorized(manager, quarter_board(""))).await.expect("board");
     let board = board.into_inner();
-    let lines: Vec<(i32, &str)> = board.lines.iter().map(|l| (l.rank, l.employee_id.as_str())).collect();
-    assert_eq!(lines, [(1, "WAW-S1"), (3, "WAW-S2")]);
+    let lines: Vec<(i32, i32, &str)> =
+        board.lines.iter().map(|l| (l.rank, l.branch_rank, l.employee_id.as_str())).collect();
+    assert_eq!(lines, [(1, 1, "WAW-S1"), (3, 2, "WAW-S2")]);
     assert_eq!(minor(&board.total_bonus), 201_000);
     let refused = reporting.get_kpi_leaderboard(authorized(manager, quarter_board("KRK"))).await.expect_err("KRK");
     assert_eq!(refused.code(), Code::PermissionDenied);

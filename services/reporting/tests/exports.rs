@@ -115,6 +115,7 @@ async fn the_period_table_as_csv_and_the_leaderboard_as_xlsx_stream_parse_and_ar
     let header: Vec<&Data> = sheet.rows().next().expect("header").iter().collect();
     assert_eq!(header[0], &Data::String("Rank".into()));
     assert_eq!(header[9], &Data::String("Bonus (PLN)".into()));
+    assert_eq!(header[12], &Data::String("Rank in branch".into()));
     let first = sheet.rows().nth(1).expect("the best line");
     // Rank 1, the period as dates, S1's 201 000 grosze as 2 010.00 PLN, W 0.67.
     assert_eq!((&first[0], &first[4]), (&Data::Float(1.0), &Data::String("WAW-S1".into())));
@@ -124,6 +125,7 @@ async fn the_period_table_as_csv_and_the_leaderboard_as_xlsx_stream_parse_and_ar
         (&first[7], &first[9], &first[11]),
         (&Data::String("EMPLOYEE_ROLE_SALES".into()), &Data::Float(2010.0), &Data::Float(2010.0))
     );
+    assert_eq!(first[12], Data::Float(1.0), "S1 is first in WAW too");
     let Data::Float(attainment) = first[8] else { panic!("W is a number: {:?}", first[8]) };
     assert!((attainment - 0.67).abs() < 1e-9);
     let styles = workbook.worksheet_style("kpi-leaderboard").expect("styles");

@@ -349,12 +349,13 @@ async fn the_kpi_leaderboard_with_the_bonus_forecast() {
     // K1: 49 000 -> 0.8167; one new client: W = 0.49 -> 147 000.
     // S2: 7 000 -> 0.117 and one new client, both below the floor: 0.
     // Computed after the quarter ended: the facts cover it, the forecast is the bonus.
-    let lines: Vec<(i32, &str, i64, i64)> = board
+    // Within their branches: S1 first and S2 second of WAW, K1 first of KRK.
+    let lines: Vec<(i32, i32, &str, i64, i64)> = board
         .lines
         .iter()
-        .map(|l| (l.rank, l.employee_id.as_str(), minor(&l.bonus), minor(&l.forecast_bonus)))
+        .map(|l| (l.rank, l.branch_rank, l.employee_id.as_str(), minor(&l.bonus), minor(&l.forecast_bonus)))
         .collect();
-    assert_eq!(lines, [(1, "WAW-S1", 201_000, 201_000), (2, "KRK-K1", 147_000, 147_000), (3, "WAW-S2", 0, 0)]);
+    assert_eq!(lines, [(1, 1, "WAW-S1", 201_000, 201_000), (2, 1, "KRK-K1", 147_000, 147_000), (3, 2, "WAW-S2", 0, 0)]);
     assert!((board.lines[0].weighted_attainment - 0.67).abs() < 1e-9);
     assert_eq!((board.facts_through, board.elapsed_share), (Some(TO), 1.0));
     assert_eq!((minor(&board.total_bonus), minor(&board.total_forecast_bonus)), (348_000, 348_000));

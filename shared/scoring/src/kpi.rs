@@ -829,10 +829,39 @@ pub fn plan_to_date(monthly: &[Money; 12], as_of: NaiveDate) -> Money {
     Money::try_from(total).unwrap_or(if total < 0 { Money::MIN } else { Money::MAX })
 }
 
+/// Competition ranking ("1224") by weighted attainment: 1 for the best, equal
+/// attainments share a rank and the ranks after them skip, so a rank is one
+/// plus the number of strictly better attainments. The ranks come back in
+/// the order of `attainments`.
+pub fn competition_ranks(attainments: &[f64]) -> Vec<i32> {
+    let mut best_first: Vec<usize> = (0..attainments.len()).collect();
+    best_first.sort_by(|&a, &b| attainments[b].total_cmp(&attainments[a]));
+    let mut ranks = vec![0; attainments.len()];
+    let mut previous: Option<(f64, i32)> = None;
+    for (position, &i) in best_first.iter().enumerate() {
+        let rank = match previous {
+            Some((attainment, rank)) if attainment == attainments[i] => rank,
+            _ => i32::try_from(position + 1).unwrap_or(i32::MAX),
+        };
+        ranks[i] = rank;
+        previous = Some((attainments[i], rank));
+    }
+    ranks
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn ranks_share_ties_and_skip_after_them() {
+        // 1.1 twice shares 1, then 0.9 is third (not second), 0.5 fourth.
+        assert_eq!(competition_ranks(&[0.9, 1.1, 1.1, 0.5]), [3, 1, 1, 4]);
+        assert_eq!(competition_ranks(&[0.0]), [1]);
+        assert_eq!(competition_ranks(&[]), Vec::<i32>::new());
+        assert_eq!(competition_ranks(&[0.7, 0.7, 0.7]), [1, 1, 1]);
+    }
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).expect("date")
@@ -1172,6 +1201,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_rank_is_one_plus_the_strictly_better(attainments in proptest::collection::vec(0u8..6, 0..30)) {
+            let attainments: Vec<f64> = attainments.into_iter().map(|a| f64::from(a) / 4.0).collect();
+            let ranks = competition_ranks(&attainments);
+            for (i, &rank) in ranks.iter().enumerate() {
+                let better = attainments.iter().filter(|&&a| a > attainments[i]).count();
+                prop_assert_eq!(rank as usize, better + 1);
+            }
+        }
+
         #[test]
         fn split_sums_to_total_and_stays_within_one_of_the_exact_share(
             total in -1_000_000_000_000i64..1_000_000_000_000,
