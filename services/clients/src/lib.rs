@@ -16,6 +16,7 @@ pub mod scoring_api;
 pub mod settings;
 pub mod store;
 
+use branchscore_platform::auth::TokenIssuer;
 use branchscore_platform::config::{DatabaseConfig, ServerConfig};
 use branchscore_platform::server::ServerBuilder;
 use branchscore_platform::service::{self, PlatformConfig, RunningService, ServiceSpec};
@@ -65,6 +66,8 @@ pub async fn run(
     let spec = ServiceSpec { name: "clients", server: &config.server, database: &config.database, migrator: &MIGRATOR };
     let ttl = config.score_cache_ttl_ms;
     let nightly_at = nightly::parse_time(&config.recompute_at)?;
+    // A signing key the services would refuse stops the start here.
+    let nightly_issuer = TokenIssuer::for_deployment(&platform.auth)?;
     // Satisfaction comes from the feedback service when one is configured.
     let feedback = (!platform.peers.feedback.trim().is_empty())
         .then(|| branchscore_platform::client::channel(&platform.peers.feedback, &platform.peers.client))
@@ -89,8 +92,8 @@ pub async fn run(
                 nightly_shutdown.clone(),
             ));
             if let Some(at) = nightly_at {
-                let own = nightly::service_credentials(&platform.auth);
-                tokio::spawn(nightly::schedule(recompute.clone(), context.company.clone(), at, own, nightly_shutdown));
+                let company = context.company.clone();
+                tokio::spawn(nightly::schedule(recompute.clone(), company, at, nightly_issuer, nightly_shutdown));
             }
             let scoring = ScoringServiceServer::new(ScoringApi::new(recompute, context.company.clone()))
                 .max_decoding_message_size(max)

@@ -2,7 +2,7 @@
 //! the company's zone; a run already in progress elsewhere is left alone.
 use crate::recompute::{Recompute, RunLock};
 use branchscore_platform::Role;
-use branchscore_platform::auth::{AuthConfig, TokenIssuer};
+use branchscore_platform::auth::TokenIssuer;
 use branchscore_platform::client::CallCredentials;
 use branchscore_platform::config::CompanyConfig;
 use branchscore_platform::shutdown::CancellationToken;
@@ -34,15 +34,19 @@ pub fn next_run(now: DateTime<Utc>, zone: Tz, at: NaiveTime) -> DateTime<Utc> {
     }
 }
 
-/// The nightly run's own token for the feedback service, minted as the
-/// deployment signs its tokens; under RS256 without a signing key of its own
-/// the service cannot mint, and nightly scores leave satisfaction out.
-pub fn service_credentials(auth: &AuthConfig) -> Option<CallCredentials> {
-    let token = TokenIssuer::for_deployment(auth)
-        .ok()??
-        .mint("clients-nightly", Role::Admin, &[], std::time::Duration::from_secs(3 * 3600))
-        .ok()?;
-    CallCredentials::bearer(&token).ok()
+/// How long a nightly run's token for the feedback service lives: longer
+/// than any run, minted when the run starts.
+const RUN_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(3 * 3600);
+
+/// A nightly run's own credentials for the feedback service, minted for that
+/// run (a token minted at start-up would have expired by the next night).
+/// `None` when the deployment cannot sign (RS256 without a signing key of
+/// its own): nightly scores then leave satisfaction out.
+fn run_credentials(issuer: Option<&TokenIssuer>) -> Option<CallCredentials> {
+    let minted = issuer?
+        .mint("clients-nightly", Role::Admin, &[], RUN_TOKEN_TTL)
+        .and_then(|token| CallCredentials::bearer(&token));
+    minted.inspect_err(|err| tracing::warn!(error = %err, "nightly run without its own token")).ok()
 }
 
 /// Runs the recompute every day at `at` until shutdown.
@@ -50,7 +54,7 @@ pub async fn schedule(
     recompute: Recompute,
     company: CompanyConfig,
     at: NaiveTime,
-    credentials: Option<CallCredentials>,
+    issuer: Option<TokenIssuer>,
     shutdown: CancellationToken,
 ) {
     let Ok(zone) = company.zone() else { return };
@@ -66,7 +70,8 @@ pub async fn schedule(
         match RunLock::acquire(&recompute.pool).await {
             Ok(lock) => {
                 let mut quiet = |_, _, _| {};
-                if let Err(err) = recompute.run(lock, today, "nightly", credentials.clone(), &mut quiet).await {
+                let credentials = run_credentials(issuer.as_ref());
+                if let Err(err) = recompute.run(lock, today, "nightly", credentials, &mut quiet).await {
                     tracing::error!(error = %err, "nightly recompute failed");
                 }
             }
@@ -83,6 +88,17 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+    }
+
+    #[test]
+    fn each_run_mints_its_own_token_when_the_deployment_can_sign() {
+        use branchscore_platform::auth::{AuthConfig, Authenticator};
+        let auth = AuthConfig::default();
+        let issuer = TokenIssuer::for_deployment(&auth).expect("valid").expect("HS256 signs");
+        assert!(run_credentials(Some(&issuer)).is_some());
+        assert!(run_credentials(None).is_none());
+        let token = issuer.mint("clients-nightly", Role::Admin, &[], RUN_TOKEN_TTL).expect("mint");
+        assert_eq!(Authenticator::new(&auth).expect("verifier").verify(&token).expect("valid").role, Role::Admin);
     }
 
     #[test]
