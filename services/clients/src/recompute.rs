@@ -75,25 +75,27 @@ impl Recompute {
         let segments = store::list_segments(&self.pool).await?;
         let recorded = store::product_states(&self.pool, None).await?;
         let (_, catalogue) = store::list_products(&self.pool).await?;
-        // The two scans of the lines run side by side, each on a backend of its own.
-        let mut folded = 0u64;
-        let monthly = store::monthly_activity(&self.pool, as_of, |row| {
-            if let Some(&i) = index.get(row.client_id.as_str()) {
-                fold(&mut facts[i], &row, &window, &periods);
-            }
-            folded += 1;
-            if folded.is_multiple_of(100_000) {
-                progress.report(RecomputePhase::Aggregating, folded, 0);
-            }
-        });
         let mut products = Products::default();
         let mut purchased: Vec<Vec<u32>> = vec![Vec::new(); population.len()];
-        let bought = store::purchases_by_client(&self.pool, window.start(), window.end(), |client, product| {
-            if let Some(&i) = index.get(client) {
-                purchased[i].push(products.intern(product));
+        let mut visits = 0u64;
+        store::client_activity(&self.pool, &window, |activity| {
+            if let Some(&i) = index.get(activity.client_id.as_str()) {
+                for month in &activity.months {
+                    fold(&mut facts[i], month, &window, &periods);
+                }
+                purchased[i].extend(activity.window_products.iter().map(|p| products.intern(p)));
             }
-        });
-        tokio::try_join!(monthly, bought)?;
+            visits += 1;
+            if visits.is_multiple_of(100_000) {
+                progress.report(RecomputePhase::Aggregating, visits, 0);
+            }
+        })
+        .await?;
+        // A product bought in several months of the window came once per month.
+        for bought in &mut purchased {
+            bought.sort_unstable();
+            bought.dedup();
+        }
         drop(index);
         for (facts, lines) in facts.iter_mut().zip(product_line_breadth(&purchased, &products, &catalogue)) {
             facts.product_lines = lines;
@@ -297,7 +299,6 @@ mod tests {
         let periods = LifecyclePeriods::as_of(as_of, 3).expect("periods");
         let mut facts = ClientFacts { monthly_revenue: vec![0; 12], ..ClientFacts::default() };
         let month = |m: NaiveDate, revenue, documents, first, last| MonthlyActivity {
-            client_id: "C".into(),
             month: m,
             revenue,
             documents,

@@ -3,16 +3,19 @@
 //! the batches that brought them, and after a product moves to another line;
 //! the lifecycle counts kept alongside agree with counts built from scratch
 //! and give the facts of counting clients one by one.
+use branchscore_clients::store::MonthlyActivity;
 use branchscore_platform::Role;
 use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
 use branchscore_proto::clients::v1::*;
 use branchscore_proto::common::v1::{Granularity, Money};
+use branchscore_scoring::window::AnalysisWindow;
 use branchscore_testkit::authorized;
 use chrono::NaiveDate;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sqlx::PgPool;
+use std::collections::{BTreeMap, BTreeSet};
 
 mod common;
 use common::*;
@@ -36,12 +39,86 @@ const SALES_FROM_LINES: &str = "WITH sold AS (
 
 type SalesRow = (NaiveDate, String, String, i32, i64, i64);
 
+fn day(year: i32, month: u32, day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(year, month, day).expect("day")
+}
+
+/// Each client month's activity and each client's products bought in the window.
+type ActivityRead = (BTreeMap<(String, NaiveDate), MonthlyActivity>, BTreeMap<String, BTreeSet<String>>);
+
+/// What the recompute reads as of `as_of` (whatever a refresh has yet to do).
+async fn activity_as_read(pool: &PgPool, as_of: NaiveDate) -> ActivityRead {
+    let window = AnalysisWindow::as_of(as_of, 12).expect("window");
+    let (mut months, mut products) = (BTreeMap::new(), BTreeMap::<String, BTreeSet<String>>::new());
+    branchscore_clients::store::client_activity(pool, &window, |activity| {
+        for month in activity.months {
+            let previous = months.insert((activity.client_id.clone(), month.month), month);
+            assert!(previous.is_none(), "a client month read twice: {previous:?}");
+        }
+        products.entry(activity.client_id).or_default().extend(activity.window_products);
+    })
+    .await
+    .expect("activity read");
+    products.retain(|_, bought| !bought.is_empty());
+    (months, products)
+}
+
+type MonthRow = (String, NaiveDate, i64, i64, Option<NaiveDate>, Option<NaiveDate>);
+
+/// The same, aggregated from the lines.
+async fn activity_from_lines(pool: &PgPool, as_of: NaiveDate) -> ActivityRead {
+    let window = AnalysisWindow::as_of(as_of, 12).expect("window");
+    let rows: Vec<MonthRow> = sqlx::query_as(
+        "SELECT client_id, date_trunc('month', business_date)::date, sum(amount_minor)::bigint,
+                count(DISTINCT document_id) FILTER (WHERE amount_minor > 0),
+                min(business_date) FILTER (WHERE amount_minor > 0), max(business_date) FILTER (WHERE amount_minor > 0)
+         FROM transaction_lines WHERE business_date <= $1 GROUP BY 1, 2",
+    )
+    .bind(as_of)
+    .fetch_all(pool)
+    .await
+    .expect("months from lines");
+    let months = rows
+        .into_iter()
+        .map(|(client, month, revenue, documents, first_purchase, last_purchase)| {
+            ((client, month), MonthlyActivity { month, revenue, documents, first_purchase, last_purchase })
+        })
+        .collect();
+    let bought: Vec<(String, String)> = sqlx::query_as(
+        "SELECT DISTINCT client_id, product_id FROM transaction_lines
+         WHERE business_date BETWEEN $1 AND $2 AND amount_minor > 0",
+    )
+    .bind(window.start())
+    .bind(window.end())
+    .fetch_all(pool)
+    .await
+    .expect("products from lines");
+    let mut products = BTreeMap::<String, BTreeSet<String>>::new();
+    for (client, product) in bought {
+        products.entry(client).or_default().insert(product);
+    }
+    (months, products)
+}
+
+/// Asserts that the recompute's read equals the lines' aggregation, as of
+/// a day inside a month and a day after the last line.
+async fn assert_activity_matches_lines(pool: &PgPool, when: &str) {
+    for as_of in [day(2026, 3, 17), day(2026, 11, 25)] {
+        let expected = activity_from_lines(pool, as_of).await;
+        assert!(expected.0.len() > 50 && expected.1.len() > 5, "{when}: too few client months ({})", expected.0.len());
+        assert!(expected == activity_as_read(pool, as_of).await, "{when}: the activity as of {as_of}");
+    }
+}
+
 /// Asserts that every rollup, once the stale days are refreshed as a read
-/// does, equals its computation from the lines.
+/// does, equals its computation from the lines, and that the recompute's
+/// read does before and after the refresh.
 async fn assert_rollups_match_lines(pool: &PgPool, when: &str) {
     let (first, last) =
         (NaiveDate::from_ymd_opt(2000, 1, 1).expect("day"), NaiveDate::from_ymd_opt(2100, 1, 1).expect("day"));
+    assert_activity_matches_lines(pool, &format!("{when}, before the refresh")).await;
     branchscore_clients::store::rollups::refresh(pool, first, last, None).await.expect("refresh");
+    assert_activity_matches_lines(pool, &format!("{when}, after the refresh")).await;
     let stale: i64 =
         sqlx::query_scalar("SELECT (SELECT count(*) FROM stale_sales_days) + (SELECT count(*) FROM import_marks)")
             .fetch_one(pool)
@@ -220,6 +297,41 @@ async fn rollups_agree_with_the_lines_after_shuffled_concurrent_imports() {
     h.client.import_transactions(authorized(&erp, tokio_stream::iter([again]))).await.expect("re-sent");
     assert_rollups_match_lines(&pool, "after a re-sent batch").await;
 
+    // Imports no refresh has reached (the refresh lock held meanwhile): the
+    // recompute reads their clients' months from the lines, a return-only
+    // batch included, and the as-of month always.
+    let mut held = pool.acquire().await.expect("connection");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(branchscore_clients::store::rollups::REFRESH_LOCK)
+        .execute(&mut *held)
+        .await
+        .expect("refresh lock");
+    let unrefreshed = [
+        ("LATE-1", "C-02", "WAW", "E-WAW", 4_100, day(2026, 2, 11)),
+        ("LATE-2", "C-09", "KRK", "E-KRK", -2_500, day(2025, 7, 30)),
+        ("LATE-3", "C-11", "KRK", "E-KRK", 7_700, day(2026, 3, 16)),
+    ]
+    .map(|(id, client, branch, employee, amount, business_date)| {
+        let kind = if amount < 0 { LineKind::Return } else { LineKind::Sale };
+        let line = TransactionLine {
+            business_date: Some(business_date.into()),
+            kind: kind as i32,
+            ..line(id, client, branch, employee, amount)
+        };
+        ImportTransactionsRequest { lines: vec![line] }
+    });
+    h.client.import_transactions(authorized(&erp, tokio_stream::iter(unrefreshed))).await.expect("unrefreshed");
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM import_marks").fetch_one(&pool).await.expect("marks");
+    assert_eq!(pending, 3, "each batch left its mark");
+    assert_activity_matches_lines(&pool, "with imports no refresh has reached").await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(branchscore_clients::store::rollups::REFRESH_LOCK)
+        .execute(&mut *held)
+        .await
+        .expect("refresh lock released");
+    drop(held);
+    assert_rollups_match_lines(&pool, "after the imports no refresh had reached").await;
+
     // Cards become leasing: what was a new direction may now be a repeat.
     let mut moved = products;
     moved.products[1].product_line_id = "PL-LEASING".into();
@@ -236,6 +348,20 @@ async fn rollups_agree_with_the_lines_after_shuffled_concurrent_imports() {
         .await
         .expect("changed clients");
     assert_rollups_match_lines(&pool, "after clients changed owner, registration and branch").await;
+
+    // A deployment upgraded to the monthly activity: its migration marks
+    // every client with a line, and the refresh builds their rows.
+    sqlx::query("TRUNCATE client_monthly_activity").execute(&pool).await.expect("as before the upgrade");
+    let migration = include_str!("../migrations/20261127000009_monthly_activity.sql");
+    let (_, backfill) = migration.split_once("INSERT INTO import_marks").expect("the migration marks clients");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("INSERT INTO import_marks{backfill}")))
+        .execute(&pool)
+        .await
+        .expect("backfill marks");
+    assert_rollups_match_lines(&pool, "after the upgrade").await;
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM client_monthly_activity").fetch_one(&pool).await.expect("rows");
+    assert_eq!(rows, 12, "a row per client with a line");
 
     // The facts read from the rollups and the lifecycle counts equal those
     // counted client by client with their sources listed: whole months and

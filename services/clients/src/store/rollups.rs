@@ -1,6 +1,7 @@
-//! Purchase rollups (migration 20261126000006): each client's purchase days
-//! and first document, its first day per product line, and sales per day,
-//! branch, seller and kind. `GetClientFacts` reads these instead of
+//! Purchase rollups (migrations 20261126000006 and 20261127000009): each
+//! client's purchase days and first document, its first day per product
+//! line, its activity per month, and sales per day, branch, seller and
+//! kind. `GetClientFacts` and the recompute read these instead of
 //! aggregating every transaction line on each call.
 //!
 //! Ingestion only appends a mark naming the clients and days a batch
@@ -23,8 +24,9 @@ use sqlx::{PgConnection, PgPool, Row};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
-/// The advisory lock refreshes take turns on.
-const REFRESH_LOCK: i64 = 0x726f_6c6c_7570;
+/// The advisory lock refreshes take turns on: whoever holds it keeps every
+/// refresh waiting.
+pub const REFRESH_LOCK: i64 = 0x726f_6c6c_7570;
 
 /// Purchase lines with what classifies them: the client's first document
 /// and its first day in the line's product line.
@@ -95,6 +97,46 @@ macro_rules! client_line_firsts {
     };
 }
 
+/// Inserts the monthly activity (migration 20261127000009) of the clients
+/// `$filter` (a condition on `t`) picks.
+macro_rules! monthly_activity {
+    ($filter:literal) => {
+        concat!(
+            "INSERT INTO client_monthly_activity
+                 (client_id, months, revenue_minor, documents, first_purchase, last_purchase, product_ids, product_months)
+             SELECT m.client_id, m.months, m.revenue_minor, m.documents, m.first_purchase, m.last_purchase,
+                    coalesce(p.product_ids, '{}'), coalesce(p.product_months, '{}')
+             FROM (
+                 SELECT client_id, array_agg(month ORDER BY month) AS months,
+                        array_agg(revenue ORDER BY month) AS revenue_minor, array_agg(documents ORDER BY month) AS documents,
+                        array_agg(first_purchase ORDER BY month) AS first_purchase,
+                        array_agg(last_purchase ORDER BY month) AS last_purchase
+                 FROM (
+                     SELECT client_id, date_trunc('month', business_date)::date AS month,
+                            sum(amount_minor)::bigint AS revenue,
+                            count(DISTINCT document_id) FILTER (WHERE amount_minor > 0) AS documents,
+                            min(business_date) FILTER (WHERE amount_minor > 0) AS first_purchase,
+                            max(business_date) FILTER (WHERE amount_minor > 0) AS last_purchase
+                     FROM transaction_lines t WHERE ",
+            $filter,
+            " GROUP BY 1, 2
+                 ) monthly
+                 GROUP BY client_id
+             ) m
+             LEFT JOIN (
+                 SELECT client_id, array_agg(product_id ORDER BY month, product_id) AS product_ids,
+                        array_agg(month ORDER BY month, product_id) AS product_months
+                 FROM (
+                     SELECT DISTINCT client_id, date_trunc('month', business_date)::date AS month, product_id
+                     FROM transaction_lines t WHERE amount_minor > 0 AND ",
+            $filter,
+            "    ) bought
+                 GROUP BY client_id
+             ) p USING (client_id)"
+        )
+    };
+}
+
 /// The `daily_sales` of `[$1, $2]` within the filters ($3 branch list or
 /// NULL, $4 branch or '', $5 seller or '') summed per period ($6: the
 /// periods' first days, in order), with no documents listed.
@@ -120,12 +162,13 @@ pub(super) const DAILY_SALES_WITH_DOCUMENTS: &str = concat!(
       GROUP BY 1, 2, 3, 4"
 );
 
-/// Records the clients and days of the purchases among `lines` (inserted
-/// in the same transaction, re-sent ones included) for the next refresh.
+/// Records the clients of `lines` (inserted in the same transaction,
+/// re-sent ones included) and the days of their purchases for the next
+/// refresh. A client with returns only is marked too: its monthly revenue
+/// changes.
 pub async fn mark_imported(conn: &mut PgConnection, lines: &[NewTransactionLine]) -> sqlx::Result<()> {
-    let purchases = lines.iter().filter(|l| l.amount_minor > 0);
-    let clients: BTreeSet<&str> = purchases.clone().map(|l| l.client_id.as_str()).collect();
-    let days: BTreeSet<NaiveDate> = purchases.map(|l| l.business_date).collect();
+    let clients: BTreeSet<&str> = lines.iter().map(|l| l.client_id.as_str()).collect();
+    let days: BTreeSet<NaiveDate> = lines.iter().filter(|l| l.amount_minor > 0).map(|l| l.business_date).collect();
     if clients.is_empty() {
         return Ok(());
     }
@@ -234,6 +277,11 @@ async fn refresh_clients(conn: &mut PgConnection, clients: &[String]) -> sqlx::R
     let before = Firsts::read(conn, clients).await?;
     // Deleted first: a product moved to another line can leave a pair no line has any more.
     sqlx::query("DELETE FROM client_line_firsts WHERE client_id = ANY($1)").bind(clients).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM client_monthly_activity WHERE client_id = ANY($1)")
+        .bind(clients)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(monthly_activity!("t.client_id = ANY($1)")).bind(clients).execute(&mut *conn).await?;
     let mut reclassified = BTreeSet::new();
     let histories = concat!(client_histories!("t.client_id = ANY($1)"), " RETURNING client_id, first_document_id");
     for row in sqlx::query(histories).bind(clients).fetch_all(&mut *conn).await? {
@@ -315,15 +363,21 @@ pub async fn mark_moved_products(conn: &mut PgConnection, products: &[String]) -
 pub async fn rebuild(conn: &mut PgConnection, lifecycle_months: u32) -> sqlx::Result<()> {
     serialize(conn).await?;
     sqlx::query(
-        "LOCK TABLE client_purchase_history, client_line_firsts, daily_sales, import_marks, stale_sales_days
+        "LOCK TABLE client_purchase_history, client_line_firsts, client_monthly_activity, daily_sales, import_marks,
+                    stale_sales_days
          IN EXCLUSIVE MODE",
     )
     .execute(&mut *conn)
     .await?;
-    sqlx::query("TRUNCATE client_purchase_history, client_line_firsts, daily_sales, import_marks, stale_sales_days")
-        .execute(&mut *conn)
-        .await?;
-    for statement in [client_histories!("true"), client_line_firsts!("true"), classified_sales!("true")] {
+    sqlx::query(
+        "TRUNCATE client_purchase_history, client_line_firsts, client_monthly_activity, daily_sales, import_marks,
+                  stale_sales_days",
+    )
+    .execute(&mut *conn)
+    .await?;
+    for statement in
+        [client_histories!("true"), client_line_firsts!("true"), classified_sales!("true"), monthly_activity!("true")]
+    {
         sqlx::query(statement).execute(&mut *conn).await?;
     }
     lifecycle::rebuild(conn, lifecycle_months).await

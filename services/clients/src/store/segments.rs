@@ -4,7 +4,6 @@ use branchscore_proto::clients::v1::{ClientProductState, Segment};
 use branchscore_proto::common::v1::Date;
 use branchscore_scoring::basket::PairRule;
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::TryStreamExt;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use std::collections::HashMap;
 
@@ -148,26 +147,6 @@ pub async fn purchased_products(
     .bind(to)
     .fetch_all(pool)
     .await
-}
-
-/// Streams every (client, product) bought in `[from, to]` into `visit`.
-pub async fn purchases_by_client(
-    pool: &PgPool,
-    from: NaiveDate,
-    to: NaiveDate,
-    mut visit: impl FnMut(&str, &str),
-) -> sqlx::Result<()> {
-    let mut rows = sqlx::query(
-        "SELECT client_id, product_id FROM transaction_lines
-         WHERE business_date BETWEEN $1 AND $2 AND amount_minor > 0 GROUP BY 1, 2",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch(pool);
-    while let Some(row) = rows.try_next().await? {
-        visit(row.try_get("client_id")?, row.try_get("product_id")?);
-    }
-    Ok(())
 }
 
 pub async fn insert_basket_rules(
