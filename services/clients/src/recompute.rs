@@ -79,7 +79,7 @@ impl Recompute {
         let mut purchased: Vec<Vec<u32>> = vec![Vec::new(); population.len()];
         let mut visits = 0u64;
         store::client_activity(&self.pool, &window, |activity| {
-            if let Some(&i) = index.get(activity.client_id.as_str()) {
+            if let Some(&i) = index.get(activity.client_id) {
                 for month in &activity.months {
                     fold(&mut facts[i], month, &window, &periods);
                 }

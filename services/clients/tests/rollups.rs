@@ -52,10 +52,11 @@ async fn activity_as_read(pool: &PgPool, as_of: NaiveDate) -> ActivityRead {
     let (mut months, mut products) = (BTreeMap::new(), BTreeMap::<String, BTreeSet<String>>::new());
     branchscore_clients::store::client_activity(pool, &window, |activity| {
         for month in activity.months {
-            let previous = months.insert((activity.client_id.clone(), month.month), month);
+            let previous = months.insert((activity.client_id.to_owned(), month.month), month);
             assert!(previous.is_none(), "a client month read twice: {previous:?}");
         }
-        products.entry(activity.client_id).or_default().extend(activity.window_products);
+        let bought = activity.window_products.iter().map(|product| product.to_string());
+        products.entry(activity.client_id.to_owned()).or_default().extend(bought);
     })
     .await
     .expect("activity read");
