@@ -2,7 +2,7 @@
 //! the request, authorise the caller and the branch, gather from the
 //! sources (all or nothing), assemble, and for exports write the file and
 //! its audit record before the first byte goes out.
-use crate::delivery::ExportStream;
+use crate::delivery::{EXPORT_LEASE, ExportStream};
 use crate::request::{self, Leaderboard, Periodic};
 use crate::store::{self, NewExport};
 use crate::upstream::{Slice, Upstream};
@@ -367,7 +367,7 @@ impl ReportingService for ReportingApi {
             sha256: &sha256,
             started_at: Utc::now(),
         };
-        store::record_export(&self.pool, &record).await.map_err(AppError::from)?;
+        store::record_export(&self.pool, &record, EXPORT_LEASE).await.map_err(AppError::from)?;
         tracing::info!(export = %id, report = report.as_str_name(), bytes, "export streaming");
         let description = ExportFile {
             export_id: id.to_string(),
@@ -377,7 +377,7 @@ impl ReportingService for ReportingApi {
             bytes,
             sha256,
         };
-        Ok(Response::new(ExportStream::new(description, file.bytes, self.pool.clone(), id)))
+        Ok(Response::new(ExportStream::new(description, file.bytes, self.pool.clone(), id, EXPORT_LEASE)))
     }
 
     async fn list_exports(

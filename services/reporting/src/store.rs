@@ -5,6 +5,7 @@ use branchscore_proto::convert::timestamp;
 use branchscore_proto::reporting::v1::{ExportRecord, ExportStatus, FileFormat, ReportKind};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgPool, Row};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// An export about to be streamed.
@@ -27,12 +28,13 @@ pub struct NewExport<'a> {
     pub started_at: DateTime<Utc>,
 }
 
-/// Records an export as streaming.
-pub async fn record_export(pool: &PgPool, export: &NewExport<'_>) -> sqlx::Result<()> {
+/// Records an export as streaming, its lease running for `lease`.
+pub async fn record_export(pool: &PgPool, export: &NewExport<'_>, lease: Duration) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO exports (id, report, format, requested_by, role, scope_branch_ids, branch_id, period_from,
-                              period_to, granularity, rows, bytes, sha256, status, started_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                              period_to, granularity, rows, bytes, sha256, status, started_at, lease_until)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                 now() + make_interval(secs => $16))",
     )
     .bind(export.id)
     .bind(export.report.as_str_name())
@@ -49,8 +51,20 @@ pub async fn record_export(pool: &PgPool, export: &NewExport<'_>) -> sqlx::Resul
     .bind(export.sha256)
     .bind(ExportStatus::Streaming.as_str_name())
     .bind(export.started_at)
+    .bind(lease.as_secs_f64())
     .execute(pool)
     .await?;
+    Ok(())
+}
+
+/// Extends a streaming export's lease to `lease` from now.
+pub async fn renew_lease(pool: &PgPool, id: Uuid, lease: Duration) -> sqlx::Result<()> {
+    sqlx::query("UPDATE exports SET lease_until = now() + make_interval(secs => $2) WHERE id = $1 AND status = $3")
+        .bind(id)
+        .bind(lease.as_secs_f64())
+        .bind(ExportStatus::Streaming.as_str_name())
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
@@ -78,8 +92,11 @@ pub async fn list_exports(
     before: Option<Uuid>,
     limit: i64,
 ) -> sqlx::Result<Vec<ExportRecord>> {
+    // A streaming export whose lease ran out was cut off when its lease ended.
     let rows = sqlx::query(
-        "SELECT * FROM exports
+        "SELECT *, CASE WHEN cut_off THEN 'EXPORT_STATUS_INTERRUPTED' ELSE status END AS status_now,
+                CASE WHEN cut_off THEN lease_until ELSE finished_at END AS finished_now
+         FROM (SELECT *, status = 'EXPORT_STATUS_STREAMING' AND lease_until < now() AS cut_off FROM exports) e
          WHERE ($1::text IS NULL OR requested_by = $1) AND ($2::uuid IS NULL OR id < $2)
          ORDER BY id DESC LIMIT $3",
     )
@@ -94,7 +111,7 @@ pub async fn list_exports(
             let from: NaiveDate = row.try_get("period_from")?;
             let to: NaiveDate = row.try_get("period_to")?;
             let started_at: DateTime<Utc> = row.try_get("started_at")?;
-            let finished_at: Option<DateTime<Utc>> = row.try_get("finished_at")?;
+            let finished_at: Option<DateTime<Utc>> = row.try_get("finished_now")?;
             let scope: Option<Vec<String>> = row.try_get("scope_branch_ids")?;
             Ok(ExportRecord {
                 export_id: id.to_string(),
@@ -110,7 +127,7 @@ pub async fn list_exports(
                 rows: row.try_get("rows")?,
                 bytes: row.try_get("bytes")?,
                 sha256: row.try_get("sha256")?,
-                status: decode(row.try_get("status")?, ExportStatus::from_str_name)? as i32,
+                status: decode(row.try_get("status_now")?, ExportStatus::from_str_name)? as i32,
                 start_time: Some(timestamp(started_at)),
                 finish_time: finished_at.map(timestamp),
             })

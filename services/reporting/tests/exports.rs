@@ -4,13 +4,17 @@
 use branchscore_proto::common::v1::Granularity;
 use branchscore_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use branchscore_proto::reporting::v1::*;
+use branchscore_reporting::delivery::ExportStream;
+use branchscore_reporting::store::{NewExport, record_export};
 use branchscore_testkit::authorized;
 use calamine::{Data, Reader, Xlsx};
-use chrono::NaiveDate;
+use chrono::{NaiveDate, Utc};
 use sha2::{Digest, Sha256};
+use sqlx::PgPool;
 use std::io::Cursor;
 use std::time::Duration;
 use tonic::transport::Channel;
+use uuid::Uuid;
 
 mod common;
 use common::*;
@@ -239,4 +243,70 @@ async fn a_loyalty_export_and_an_export_cut_off_by_the_caller() {
     let exports = audit(&world, &world.hq, 3).await;
     let statuses: Vec<ExportStatus> = exports.iter().map(ExportRecord::status).collect();
     assert_eq!(statuses, [ExportStatus::Interrupted, ExportStatus::Delivered, ExportStatus::Delivered]);
+}
+
+/// An export as the service records it before streaming, for `hq`'s audit.
+fn recorded(id: Uuid) -> NewExport<'static> {
+    NewExport {
+        id,
+        report: ReportKind::PeriodReport,
+        format: FileFormat::Csv,
+        requested_by: "hq-analyst",
+        role: "hq_analyst",
+        scope: None,
+        branch_id: "",
+        from: NaiveDate::from_ymd_opt(2026, 7, 1).expect("day"),
+        to: NaiveDate::from_ymd_opt(2026, 9, 30).expect("day"),
+        granularity: Granularity::Month,
+        rows: 3,
+        bytes: 10,
+        sha256: "0",
+        started_at: Utc::now(),
+    }
+}
+
+#[tokio::test]
+async fn a_live_export_renews_its_lease_and_one_whose_process_stopped_reads_as_interrupted() {
+    let world = World::seeded().await;
+    let pool = PgPool::connect(&world.reporting_env.database.url).await.expect("pool");
+    let lease = Duration::from_millis(600);
+    // The process streaming this one stopped: nothing renews its lease.
+    let (orphan, live) = (Uuid::now_v7(), Uuid::now_v7());
+    record_export(&pool, &recorded(orphan), lease).await.expect("orphan");
+    // This one's stream lives (its caller is slow) and renews its lease.
+    record_export(&pool, &recorded(live), lease).await.expect("live");
+    let description = ExportFile { export_id: live.to_string(), ..Default::default() };
+    let stream = ExportStream::new(description, vec![0; 10], pool.clone(), live, lease);
+
+    let listed = |exports: &[ExportRecord], id: Uuid| {
+        let record = exports.iter().find(|e| e.export_id == id.to_string()).expect("listed").clone();
+        (record.status(), record.finish_time)
+    };
+    let mut reporting = world.reporting.clone();
+    let mut list = async || {
+        let request = authorized(&world.hq, ListExportsRequest::default());
+        reporting.list_exports(request).await.expect("exports").into_inner().exports
+    };
+    let exports = list().await;
+    assert_eq!(listed(&exports, orphan).0, ExportStatus::Streaming, "within its lease");
+    assert_eq!(listed(&exports, live).0, ExportStatus::Streaming);
+
+    tokio::time::sleep(lease * 3).await;
+    let exports = list().await;
+    let (status, finished) = listed(&exports, orphan);
+    assert_eq!(status, ExportStatus::Interrupted, "its lease ran out");
+    let started = exports.iter().find(|e| e.export_id == orphan.to_string()).and_then(|e| e.start_time);
+    let (started, finished) = (started.expect("started").seconds, finished.expect("ended with its lease").seconds);
+    assert!((0..=2).contains(&(finished - started)), "ended when its lease did: {started} .. {finished}");
+    assert_eq!(listed(&exports, live), (ExportStatus::Streaming, None), "three leases later, still renewed");
+
+    // Dropped before its bytes went out: interrupted, now, by the stream itself.
+    drop(stream);
+    for _ in 0..100 {
+        if listed(&list().await, live).0 == ExportStatus::Interrupted {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the dropped stream was not recorded as interrupted");
 }
