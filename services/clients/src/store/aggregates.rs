@@ -2,7 +2,7 @@
 //! per client and calendar month (kept at import by `rollups`; the newest
 //! lines aggregated in Postgres when read).
 use branchscore_scoring::window::AnalysisWindow;
-use chrono::{Datelike, NaiveDate};
+use chrono::{Datelike, Months, NaiveDate};
 use futures::TryStreamExt;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
@@ -73,9 +73,7 @@ macro_rules! with_pending {
 /// The kept monthly activity of the clients with nothing pending.
 const KEPT_ACTIVITY: &str = concat!(
     with_pending!(),
-    "SELECT a.client_id, a.months, a.revenue_minor, a.documents, a.first_purchase, a.last_purchase, a.product_ids,
-            a.product_months
-     FROM client_monthly_activity a
+    "SELECT a.client_id, a.months, a.products FROM client_monthly_activity a
      WHERE NOT EXISTS (SELECT 1 FROM pending WHERE pending.client_id = a.client_id)"
 );
 
@@ -97,8 +95,8 @@ macro_rules! months_from_lines {
     };
 }
 
-/// The as-of month ($3..$4) of every client and the earlier months of the
-/// clients with something pending, from their lines.
+/// The months from $3 to the as-of date $4 of every client and the earlier
+/// months of the clients with something pending, from their lines.
 const ACTIVITY_FROM_LINES: &str = concat!(
     with_pending!(),
     months_from_lines!("business_date BETWEEN $3 AND $4"),
@@ -110,10 +108,11 @@ const ACTIVITY_FROM_LINES: &str = concat!(
 /// of `window` into `visit` (a client may come in several calls), without
 /// holding the result set in memory; returns the calls made.
 ///
-/// Whole months before the as-of month come from the monthly activity kept
-/// at import; the as-of month, and every month of clients whose import a
-/// refresh has not yet reached, from their lines. Both reads share one
-/// snapshot, so each client month is counted once.
+/// Months come from the monthly activity kept at import, except the as-of
+/// month when a line is dated after the as-of date (the kept month would
+/// count it), and every month of clients whose import a refresh has not
+/// yet reached: those from their lines. The reads share one snapshot, so
+/// each client month is counted once.
 pub async fn client_activity(
     pool: &PgPool,
     window: &AnalysisWindow,
@@ -127,18 +126,27 @@ pub async fn client_activity(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
     sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
     sqlx::query("SET LOCAL work_mem = '64MB'").execute(&mut *tx).await?;
+    // The nightly run is as of today: nothing is dated later, and the kept
+    // as-of month is the month to date.
+    let later_lines: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM transaction_lines WHERE business_date > $1)")
+            .bind(as_of)
+            .fetch_one(&mut *tx)
+            .await?;
+    let kept_before =
+        if later_lines { month_start } else { month_start.checked_add_months(Months::new(1)).unwrap_or(month_start) };
     let mut visits = 0;
     {
         let mut rows = sqlx::query(KEPT_ACTIVITY).fetch(&mut *tx);
         while let Some(row) = rows.try_next().await? {
-            visit(kept_activity(&row, window, month_start)?);
+            visit(kept_activity(&row, window, kept_before)?);
             visits += 1;
         }
     }
     let mut rows = sqlx::query(ACTIVITY_FROM_LINES)
         .bind(window.start())
         .bind(window.end())
-        .bind(month_start)
+        .bind(kept_before)
         .bind(as_of)
         .fetch(&mut *tx);
     while let Some(row) = rows.try_next().await? {
@@ -159,102 +167,140 @@ pub async fn client_activity(
     Ok(visits)
 }
 
-/// A kept row's months before `before` (the as-of month's first day) and
-/// its products bought inside `window`.
+/// A kept row's months before `before` and its products bought inside `window`.
 fn kept_activity<'r>(row: &'r PgRow, window: &AnalysisWindow, before: NaiveDate) -> sqlx::Result<ClientActivity<'r>> {
-    let months: Vec<NaiveDate> = row.try_get("months")?;
-    let revenue: Vec<i64> = row.try_get("revenue_minor")?;
-    let documents: Vec<i64> = row.try_get("documents")?;
-    let first: Vec<Option<NaiveDate>> = row.try_get("first_purchase")?;
-    let last: Vec<Option<NaiveDate>> = row.try_get("last_purchase")?;
-    let months = (0..months.len())
-        .take_while(|&i| months[i] < before)
-        .map(|i| MonthlyActivity {
-            month: months[i],
-            revenue: revenue.get(i).copied().unwrap_or_default(),
-            documents: documents.get(i).copied().unwrap_or_default(),
-            first_purchase: first.get(i).copied().flatten(),
-            last_purchase: last.get(i).copied().flatten(),
-        })
-        .collect();
-    let product_months: Vec<NaiveDate> = row.try_get("product_months")?;
-    let product_ids = row.try_get_raw("product_ids")?;
-    let product_ids = text_array(product_ids.as_bytes().map_err(sqlx::Error::Decode)?)
-        .ok_or_else(|| sqlx::Error::Decode("product_ids is not a one-dimensional text[] without NULLs".into()))?;
-    let window_products = product_ids
-        .into_iter()
-        .zip(product_months)
-        .filter(|(_, month)| (window.start()..=window.end()).contains(month))
-        .map(|(product, _)| product)
-        .collect();
-    Ok(ClientActivity { client_id: row.try_get("client_id")?, months, window_products })
+    let malformed = |column: &str| sqlx::Error::Decode(format!("client_monthly_activity.{column} is malformed").into());
+    let months = kept_months(row.try_get("months")?).ok_or_else(|| malformed("months"))?;
+    let products = kept_products(row.try_get("products")?).ok_or_else(|| malformed("products"))?;
+    Ok(ClientActivity {
+        client_id: row.try_get("client_id")?,
+        months: months.into_iter().take_while(|m| m.month < before).collect(),
+        window_products: products
+            .into_iter()
+            .filter(|(month, _)| (window.start()..=window.end()).contains(month))
+            .map(|(_, product)| product)
+            .collect(),
+    })
 }
 
-/// The elements of a one-dimensional `text[]` without NULLs in Postgres's
-/// binary format, borrowed (sqlx's own decoding allocates a `String` for
-/// each: 14 million of them at a million clients); `None` when malformed.
-fn text_array(bytes: &[u8]) -> Option<Vec<&str>> {
-    let mut rest = bytes;
-    let (dimensions, _has_nulls, _element_type) = (int(&mut rest)?, int(&mut rest)?, int(&mut rest)?);
-    if dimensions == 0 {
-        return Some(Vec::new());
-    }
-    let (length, _lower_bound) = (int(&mut rest)?, int(&mut rest)?);
-    if dimensions != 1 {
+/// Bytes of one packed month (migration 20261127000009).
+const MONTH_RECORD: usize = 28;
+
+/// The packed months of a kept row; `None` when malformed.
+fn kept_months(mut bytes: &[u8]) -> Option<Vec<MonthlyActivity>> {
+    if !bytes.len().is_multiple_of(MONTH_RECORD) {
         return None;
     }
-    let mut elements = Vec::with_capacity(usize::try_from(length).ok()?);
-    for _ in 0..length {
-        let size = usize::try_from(int(&mut rest)?).ok()?;
-        let (element, tail) = rest.split_at_checked(size)?;
-        rest = tail;
-        elements.push(std::str::from_utf8(element).ok()?);
+    let mut months = Vec::with_capacity(bytes.len() / MONTH_RECORD);
+    while !bytes.is_empty() {
+        months.push(MonthlyActivity {
+            month: day(take(&mut bytes).map(i32::from_be_bytes)?)?,
+            revenue: take(&mut bytes).map(i64::from_be_bytes)?,
+            documents: take(&mut bytes).map(i64::from_be_bytes)?,
+            first_purchase: optional_day(take(&mut bytes).map(i32::from_be_bytes)?)?,
+            last_purchase: optional_day(take(&mut bytes).map(i32::from_be_bytes)?)?,
+        });
     }
-    rest.is_empty().then_some(elements)
+    Some(months)
 }
 
-/// Takes a big-endian `int4` off the front of `bytes`.
-fn int(bytes: &mut &[u8]) -> Option<i32> {
-    let (head, tail) = bytes.split_first_chunk::<4>()?;
+/// The packed (month, product) pairs of a kept row, ids borrowed from it;
+/// `None` when malformed.
+fn kept_products(mut bytes: &[u8]) -> Option<Vec<(NaiveDate, &str)>> {
+    let mut products = Vec::new();
+    while !bytes.is_empty() {
+        let month = day(take(&mut bytes).map(i32::from_be_bytes)?)?;
+        let length = usize::try_from(take(&mut bytes).map(i16::from_be_bytes)?).ok()?;
+        let (id, rest) = bytes.split_at_checked(length)?;
+        bytes = rest;
+        products.push((month, std::str::from_utf8(id).ok()?));
+    }
+    Some(products)
+}
+
+/// Takes `N` bytes off the front of `bytes`.
+fn take<const N: usize>(bytes: &mut &[u8]) -> Option<[u8; N]> {
+    let (head, tail) = bytes.split_first_chunk::<N>()?;
     *bytes = tail;
-    Some(i32::from_be_bytes(*head))
+    Some(*head)
+}
+
+/// 1970-01-01 in days from 0001-01-01 (chrono's count).
+const UNIX_EPOCH_FROM_CE: i32 = 719_163;
+
+/// A day counted from 1970-01-01.
+fn day(days: i32) -> Option<NaiveDate> {
+    NaiveDate::from_num_days_from_ce_opt(days.checked_add(UNIX_EPOCH_FROM_CE)?)
+}
+
+/// The same, `i32::MIN` standing for none.
+fn optional_day(days: i32) -> Option<Option<NaiveDate>> {
+    if days == i32::MIN { Some(None) } else { day(days).map(Some) }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::text_array;
+    use super::*;
 
-    /// A one-dimensional text[] as Postgres sends it in binary.
-    fn encoded(elements: &[&str]) -> Vec<u8> {
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).expect("date")
+    }
+
+    fn days(date: NaiveDate) -> i32 {
+        (date - super::day(0).expect("epoch")).num_days() as i32
+    }
+
+    /// A month packed as the refresh's SQL packs it.
+    fn packed_month(month: &MonthlyActivity) -> Vec<u8> {
+        let optional = |d: Option<NaiveDate>| d.map_or(i32::MIN, days);
+        [
+            &days(month.month).to_be_bytes()[..],
+            &month.revenue.to_be_bytes(),
+            &month.documents.to_be_bytes(),
+            &optional(month.first_purchase).to_be_bytes(),
+            &optional(month.last_purchase).to_be_bytes(),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn packed_months_are_read_back() {
+        assert_eq!(super::day(0), Some(date(1970, 1, 1)));
+        let months = [
+            MonthlyActivity {
+                month: date(2026, 8, 1),
+                revenue: 50_000,
+                documents: 2,
+                first_purchase: Some(date(2026, 8, 3)),
+                last_purchase: Some(date(2026, 8, 30)),
+            },
+            // Returns only: a negative revenue and no purchase.
+            MonthlyActivity {
+                month: date(2026, 9, 1),
+                revenue: -4_000,
+                documents: 0,
+                first_purchase: None,
+                last_purchase: None,
+            },
+        ];
+        let bytes: Vec<u8> = months.iter().flat_map(packed_month).collect();
+        assert_eq!(bytes.len(), 2 * MONTH_RECORD);
+        assert_eq!(kept_months(&bytes), Some(months.to_vec()));
+        assert_eq!(kept_months(&[]), Some(vec![]));
+        assert_eq!(kept_months(&bytes[..MONTH_RECORD + 1]), None, "cut short");
+    }
+
+    #[test]
+    fn packed_products_are_read_in_place() {
         let mut bytes = Vec::new();
-        for header in [1, 0, 25, elements.len() as i32, 1] {
-            bytes.extend(i32::to_be_bytes(header));
+        for (month, id) in [(date(2026, 8, 1), "P-LOAN"), (date(2026, 8, 1), "P-CARD"), (date(2026, 10, 1), "P-LOAN")] {
+            bytes.extend(days(month).to_be_bytes());
+            bytes.extend((id.len() as i16).to_be_bytes());
+            bytes.extend(id.as_bytes());
         }
-        for element in elements {
-            bytes.extend(i32::to_be_bytes(element.len() as i32));
-            bytes.extend(element.as_bytes());
-        }
-        bytes
-    }
-
-    #[test]
-    fn a_binary_text_array_is_read_in_place() {
-        assert_eq!(text_array(&encoded(&["P-LOAN", "", "Łódź-7"])), Some(vec!["P-LOAN", "", "Łódź-7"]));
-        let empty: Vec<u8> = [0, 0, 25].into_iter().flat_map(i32::to_be_bytes).collect();
-        assert_eq!(text_array(&empty), Some(vec![]));
-    }
-
-    #[test]
-    fn a_malformed_or_null_holding_array_is_refused() {
-        let whole = encoded(&["P-LOAN", "P-CARD"]);
-        assert_eq!(text_array(&whole[..whole.len() - 1]), None, "cut short");
-        assert_eq!(text_array(&[whole.as_slice(), b"x"].concat()), None, "trailing bytes");
-        let mut null = encoded(&["P-LOAN"]);
-        null.truncate(20);
-        null.extend(i32::to_be_bytes(-1));
-        assert_eq!(text_array(&null), None, "a NULL element");
-        let mut two_dimensional = encoded(&["a", "b"]);
-        two_dimensional[3] = 2;
-        assert_eq!(text_array(&two_dimensional), None);
+        let expected = vec![(date(2026, 8, 1), "P-LOAN"), (date(2026, 8, 1), "P-CARD"), (date(2026, 10, 1), "P-LOAN")];
+        assert_eq!(kept_products(&bytes), Some(expected));
+        assert_eq!(kept_products(&bytes[..bytes.len() - 1]), None, "an id cut short");
+        assert_eq!(kept_products(&bytes[..5]), None, "a length cut short");
     }
 }

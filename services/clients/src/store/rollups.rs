@@ -97,20 +97,19 @@ macro_rules! client_line_firsts {
     };
 }
 
-/// Inserts the monthly activity (migration 20261127000009) of the clients
-/// `$filter` (a condition on `t`) picks.
+/// Inserts the monthly activity (migration 20261127000009, which describes
+/// the packed records) of the clients `$filter` (a condition on `t`) picks.
 macro_rules! monthly_activity {
     ($filter:literal) => {
         concat!(
-            "INSERT INTO client_monthly_activity
-                 (client_id, months, revenue_minor, documents, first_purchase, last_purchase, product_ids, product_months)
-             SELECT m.client_id, m.months, m.revenue_minor, m.documents, m.first_purchase, m.last_purchase,
-                    coalesce(p.product_ids, '{}'), coalesce(p.product_months, '{}')
+            "INSERT INTO client_monthly_activity (client_id, months, products)
+             SELECT m.client_id, m.months, coalesce(p.products, ''::bytea)
              FROM (
-                 SELECT client_id, array_agg(month ORDER BY month) AS months,
-                        array_agg(revenue ORDER BY month) AS revenue_minor, array_agg(documents ORDER BY month) AS documents,
-                        array_agg(first_purchase ORDER BY month) AS first_purchase,
-                        array_agg(last_purchase ORDER BY month) AS last_purchase
+                 SELECT client_id,
+                        string_agg(int4send(month - DATE '1970-01-01') || int8send(revenue) || int8send(documents)
+                                       || int4send(coalesce(first_purchase - DATE '1970-01-01', '-2147483648'::int4))
+                                       || int4send(coalesce(last_purchase - DATE '1970-01-01', '-2147483648'::int4)),
+                                   ''::bytea ORDER BY month) AS months
                  FROM (
                      SELECT client_id, date_trunc('month', business_date)::date AS month,
                             sum(amount_minor)::bigint AS revenue,
@@ -124,8 +123,10 @@ macro_rules! monthly_activity {
                  GROUP BY client_id
              ) m
              LEFT JOIN (
-                 SELECT client_id, array_agg(product_id ORDER BY month, product_id) AS product_ids,
-                        array_agg(month ORDER BY month, product_id) AS product_months
+                 SELECT client_id,
+                        string_agg(int4send(month - DATE '1970-01-01') || int2send(octet_length(product_id)::int2)
+                                       || convert_to(product_id, 'UTF8'),
+                                   ''::bytea ORDER BY month, product_id) AS products
                  FROM (
                      SELECT DISTINCT client_id, date_trunc('month', business_date)::date AS month, product_id
                      FROM transaction_lines t WHERE amount_minor > 0 AND ",
