@@ -479,12 +479,14 @@ pub fn reports(report: &ReportsReport, currency: &str) -> String {
         money(units(&forecast.total_bonus)),
         money(units(&forecast.total_forecast_bonus))
     );
-    let _ = writeln!(out, "  rank  employee    W now  W projected        bonus     projected");
+    let _ = writeln!(out, "  rank  branch  in branch  employee    W now  W projected        bonus     projected");
     for line in forecast.lines.iter().take(5) {
         let _ = writeln!(
             out,
-            "  {:>4}  {:<9}  {:>6.2}  {:>11.2}  {:>11}  {:>12}",
+            "  {:>4}  {:<6}  {:>9}  {:<9}  {:>6.2}  {:>11.2}  {:>11}  {:>12}",
             line.rank,
+            line.branch_id,
+            line.branch_rank,
             line.employee_id,
             line.weighted_attainment,
             line.forecast_weighted_attainment,
