@@ -291,14 +291,26 @@ async fn a_live_export_renews_its_lease_and_one_whose_process_stopped_reads_as_i
     assert_eq!(listed(&exports, orphan).0, ExportStatus::Streaming, "within its lease");
     assert_eq!(listed(&exports, live).0, ExportStatus::Streaming);
 
-    tokio::time::sleep(lease * 3).await;
+    // Wait until the live lease has been renewed past twice its first end:
+    // by then the orphan's lease, as long and as old, has run out.
+    let renewed_twice = "SELECT lease_until > started_at + make_interval(secs => $2) FROM exports WHERE id = $1";
+    let mut renewed = false;
+    for _ in 0..250 {
+        let query = sqlx::query_scalar(renewed_twice).bind(live).bind((lease * 2).as_secs_f64());
+        renewed = query.fetch_one(&pool).await.expect("lease");
+        if renewed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(renewed, "the live export's lease was not renewed");
     let exports = list().await;
     let (status, finished) = listed(&exports, orphan);
     assert_eq!(status, ExportStatus::Interrupted, "its lease ran out");
     let started = exports.iter().find(|e| e.export_id == orphan.to_string()).and_then(|e| e.start_time);
     let (started, finished) = (started.expect("started").seconds, finished.expect("ended with its lease").seconds);
     assert!((0..=2).contains(&(finished - started)), "ended when its lease did: {started} .. {finished}");
-    assert_eq!(listed(&exports, live), (ExportStatus::Streaming, None), "three leases later, still renewed");
+    assert_eq!(listed(&exports, live), (ExportStatus::Streaming, None), "past its first lease, still renewed");
 
     // Dropped before its bytes went out: interrupted, now, by the stream itself.
     drop(stream);

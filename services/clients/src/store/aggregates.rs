@@ -82,11 +82,9 @@ const KEPT_ACTIVITY: &str = concat!(
 macro_rules! months_from_lines {
     ($filter:literal) => {
         concat!(
-            "SELECT client_id, date_trunc('month', business_date)::date AS month, sum(amount_minor)::bigint AS revenue,
-                    count(DISTINCT document_id) FILTER (WHERE amount_minor > 0) AS documents,
-                    min(business_date) FILTER (WHERE amount_minor > 0) AS first_purchase,
-                    max(business_date) FILTER (WHERE amount_minor > 0) AS last_purchase,
-                    array_agg(DISTINCT product_id) FILTER (WHERE amount_minor > 0 AND business_date BETWEEN $1 AND $2)
+            "SELECT client_id, ",
+            month_activity_columns!(),
+            ", array_agg(DISTINCT product_id) FILTER (WHERE amount_minor > 0 AND business_date BETWEEN $1 AND $2)
                         AS window_products
              FROM transaction_lines WHERE ",
             $filter,

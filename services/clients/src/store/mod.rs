@@ -1,5 +1,19 @@
 //! Postgres access for the clients service. Every read takes the caller's
 //! branch filter (`None` = whole network) so scope is enforced in SQL.
+/// A client's activity in one calendar month, as the columns of a
+/// `GROUP BY client_id, month` over its transaction lines: revenue net of
+/// returns, distinct purchase documents, first and last purchase. The one
+/// rule behind the kept monthly activity (`rollups`) and the recompute's
+/// read of the newest lines (`aggregates`).
+macro_rules! month_activity_columns {
+    () => {
+        "date_trunc('month', business_date)::date AS month, sum(amount_minor)::bigint AS revenue,
+         count(DISTINCT document_id) FILTER (WHERE amount_minor > 0) AS documents,
+         min(business_date) FILTER (WHERE amount_minor > 0) AS first_purchase,
+         max(business_date) FILTER (WHERE amount_minor > 0) AS last_purchase"
+    };
+}
+
 mod aggregates;
 mod facts;
 pub mod lifecycle;

@@ -111,12 +111,9 @@ macro_rules! monthly_activity {
                                        || int4send(coalesce(last_purchase - DATE '1970-01-01', '-2147483648'::int4)),
                                    ''::bytea ORDER BY month) AS months
                  FROM (
-                     SELECT client_id, date_trunc('month', business_date)::date AS month,
-                            sum(amount_minor)::bigint AS revenue,
-                            count(DISTINCT document_id) FILTER (WHERE amount_minor > 0) AS documents,
-                            min(business_date) FILTER (WHERE amount_minor > 0) AS first_purchase,
-                            max(business_date) FILTER (WHERE amount_minor > 0) AS last_purchase
-                     FROM transaction_lines t WHERE ",
+                     SELECT client_id, ",
+            month_activity_columns!(),
+            " FROM transaction_lines t WHERE ",
             $filter,
             " GROUP BY 1, 2
                  ) monthly
