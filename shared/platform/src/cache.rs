@@ -40,11 +40,28 @@ impl Cache {
         values
     }
 
-    /// Stores entries with a time to live; failures are logged, not returned.
-    pub async fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Duration) {
+    /// Stores entries with a time to live; failures are logged. `false` when
+    /// some may not be stored (Redis down, or slower than the command
+    /// timeout): a caller replacing values it knows are out of date then
+    /// deletes them.
+    pub async fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Duration) -> bool {
+        self.store(entries, ttl, false).await
+    }
+
+    /// Stores entries only where a key holds nothing: for values read from
+    /// the truth on a miss, which must not overwrite a newer value stored
+    /// with `set_many` while they were being read. Failures are logged.
+    pub async fn fill_many(&self, entries: &[(String, Vec<u8>)], ttl: Duration) {
+        self.store(entries, ttl, true).await;
+    }
+
+    async fn store(&self, entries: &[(String, Vec<u8>)], ttl: Duration, only_absent: bool) -> bool {
         match self {
-            Cache::Redis(redis) => redis.set_many(entries, ttl).await,
-            Cache::InProcess(local) => local.set_many(entries, ttl),
+            Cache::Redis(redis) => redis.set_many(entries, ttl, only_absent).await,
+            Cache::InProcess(local) => {
+                local.set_many(entries, ttl, only_absent);
+                true
+            }
         }
     }
 
@@ -189,16 +206,20 @@ impl RedisCache {
             .unwrap_or_else(|| vec![None; keys.len()])
     }
 
-    async fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Duration) {
+    async fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Duration, only_absent: bool) -> bool {
         if entries.is_empty() {
-            return;
+            return true;
         }
         let mut pipeline = redis::pipe();
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         for (key, value) in entries {
-            pipeline.cmd("SET").arg(self.key(key)).arg(value.as_slice()).arg("PX").arg(millis).ignore();
+            let command = pipeline.cmd("SET").arg(self.key(key)).arg(value.as_slice()).arg("PX").arg(millis);
+            if only_absent {
+                command.arg("NX");
+            }
+            command.ignore();
         }
-        self.run::<()>("SET", pipeline).await;
+        self.run::<()>("SET", pipeline).await.is_some()
     }
 
     /// EVAL rather than EVALSHA: Redis caches the compiled script either way,
@@ -277,13 +298,16 @@ impl InProcessCache {
             .collect()
     }
 
-    fn set_many(&self, new_entries: &[(String, Vec<u8>)], ttl: Duration) {
+    fn set_many(&self, new_entries: &[(String, Vec<u8>)], ttl: Duration, only_absent: bool) {
         let expires = Instant::now() + ttl;
         let mut entries = self.lock();
         let now = Instant::now();
         entries.retain(|_, (_, at)| *at > now);
         for (key, value) in new_entries {
-            entries.insert(format!("{}{key}", self.prefix), (value.clone(), expires));
+            let key = format!("{}{key}", self.prefix);
+            if !(only_absent && entries.contains_key(&key)) {
+                entries.insert(key, (value.clone(), expires));
+            }
         }
     }
 
@@ -311,6 +335,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_fill_never_overwrites_a_stored_value() {
+        let cache = Cache::InProcess(InProcessCache::new("t:"));
+        let ttl = Duration::from_secs(60);
+        assert!(cache.set_many(&[("new".into(), b"2".to_vec())], ttl).await);
+        cache.fill_many(&[("new".into(), b"1".to_vec()), ("absent".into(), b"1".to_vec())], ttl).await;
+        let values = cache.get_many(&["new".into(), "absent".into()]).await;
+        assert_eq!(values, vec![Some(b"2".to_vec()), Some(b"1".to_vec())]);
+    }
+
+    #[tokio::test]
     async fn scripts_run_only_in_redis() {
         let local = Cache::InProcess(InProcessCache::new("t:"));
         assert_eq!(local.eval::<i64>("return 1", &[], &[]).await, None);
@@ -331,7 +365,7 @@ mod tests {
             ..RedisConfig::default()
         };
         let cache = Cache::from_config(&config).expect("valid url");
-        cache.set_many(&[("k".into(), b"v".to_vec())], Duration::from_secs(1)).await;
+        assert!(!cache.set_many(&[("k".into(), b"v".to_vec())], Duration::from_secs(1)).await);
         assert_eq!(cache.get_many(&["k".into()]).await, vec![None]);
     }
 }
