@@ -1,6 +1,8 @@
 //! The `branchscore.clients.v1.ClientsService` implementation: validate,
 //! authorise, call the store, map errors.
+use crate::explain;
 use crate::ingest::{self, KnownReferences};
+use crate::latest_run::LatestRun;
 use crate::store::{self, Catalogue, ClientFilter};
 use branchscore_platform::cache::Cache;
 use branchscore_platform::coalesce::Coalescer;
@@ -9,6 +11,7 @@ use branchscore_platform::validate::Violations;
 use branchscore_platform::{AppError, AppResult, Principal, Role};
 use branchscore_proto::clients::v1::clients_service_server::ClientsService;
 use branchscore_proto::clients::v1::*;
+use branchscore_proto::convert;
 use chrono::Datelike;
 use prost::Message;
 use sqlx::PgPool;
@@ -45,13 +48,20 @@ pub struct ClientsApi {
     cache: Cache,
     company: CompanyConfig,
     stored_scores: Coalescer<String, ClientScore>,
+    latest_run: LatestRun,
 }
 
 impl ClientsApi {
     /// Call within a Tokio runtime: it starts the task that coalesces score reads.
-    pub fn new(pool: PgPool, cache: Cache, company: CompanyConfig, score_cache_ttl: Duration) -> Self {
+    pub fn new(
+        pool: PgPool,
+        cache: Cache,
+        company: CompanyConfig,
+        score_cache_ttl: Duration,
+        latest_run: LatestRun,
+    ) -> Self {
         let stored_scores = stored_scores(pool.clone(), cache.clone(), score_cache_ttl);
-        ClientsApi { pool, cache, company, stored_scores }
+        ClientsApi { pool, cache, company, stored_scores, latest_run }
     }
 
     /// Scores of `ids` within the caller's scope: cache first, Postgres for
@@ -71,6 +81,15 @@ impl ClientsApi {
             found.extend(self.stored_scores.get(missing).await?);
         }
         found.retain(|score| principal.can_access(&score.branch_id));
+        if let Some(run) = self.latest_run.get().await? {
+            let started = convert::timestamp(run.started_at);
+            // A score computed before the newest run was found unchanged by it.
+            for score in &mut found {
+                if score.compute_time.is_none_or(|t| (t.seconds, t.nanos) < (started.seconds, started.nanos)) {
+                    explain::rebase(score, run.as_of, started);
+                }
+            }
+        }
         Ok(found)
     }
 }
@@ -98,7 +117,8 @@ fn stored_scores(pool: PgPool, cache: Cache, ttl: Duration) -> Coalescer<String,
             let stored = store::scores_by_ids(&pool, &ids, None).await?;
             let entries: Vec<(String, Vec<u8>)> =
                 stored.iter().map(|s| (score_key(&s.client_id), s.encode_to_vec())).collect();
-            cache.set_many(&entries, ttl).await;
+            // A recompute may have stored a newer score meanwhile.
+            cache.fill_many(&entries, ttl).await;
             Ok(stored.into_iter().map(|s| (s.client_id.clone(), s)).collect())
         }) as futures::future::BoxFuture<'static, AppResult<_>>
     };

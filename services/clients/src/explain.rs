@@ -116,6 +116,21 @@ pub fn client_score(
         cluster: e.cluster.map_or(-1, |c| i32::try_from(c).unwrap_or(i32::MAX)),
         notes,
         segment_id: segment_id.to_owned(),
+        last_purchase: e.last_purchase.map(Date::from),
+    }
+}
+
+/// A stored score read after a later run that found its content unchanged
+/// and so did not rewrite it (`store::write_scores`): the same score as of
+/// that run, with the run's date and time, and recency counted to that date
+/// as `rfm::score` counts it.
+pub fn rebase(score: &mut pb::ClientScore, as_of: NaiveDate, compute_time: prost_types::Timestamp) {
+    score.as_of = Some(Date::from(as_of));
+    score.compute_time = Some(compute_time);
+    if let Some(last) = score.last_purchase.and_then(|d| d.to_naive())
+        && !score.rfm_code.is_empty()
+    {
+        score.recency_days = (as_of - last).num_days().max(0);
     }
 }
 
@@ -186,6 +201,33 @@ mod tests {
         assert_eq!(cluster_label(&[20.0, 20.0, 3000.0], &overall), "recent frequent big spenders");
         assert_eq!(cluster_label(&[200.0, 2.0, 300.0], &overall), "lapsed rare small spenders");
         assert_eq!(cluster_label(&[60.0, 10.0, 1000.0], &overall), "average spenders");
+    }
+
+    #[test]
+    fn a_rebased_score_counts_recency_to_the_new_date() {
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).expect("date");
+        let later = prost_types::Timestamp { seconds: 1_800_000_000, nanos: 0 };
+        let stored = pb::ClientScore {
+            as_of: Some(Date::from(d(2026, 11, 23))),
+            rfm_code: "545".into(),
+            recency_days: 18,
+            last_purchase: Some(Date::from(d(2026, 11, 5))),
+            ..pb::ClientScore::default()
+        };
+        let mut score = stored.clone();
+        rebase(&mut score, d(2026, 11, 30), later);
+        assert_eq!(
+            (score.as_of, score.recency_days, score.compute_time),
+            (Some(Date::from(d(2026, 11, 30))), 25, Some(later))
+        );
+        // As rfm::score counts it: a purchase after the date is recency 0.
+        let mut past = stored.clone();
+        rebase(&mut past, d(2026, 11, 1), later);
+        assert_eq!(past.recency_days, 0);
+        // Without RFM (no purchase in the window) recency stays 0.
+        let mut unscored = pb::ClientScore { rfm_code: String::new(), recency_days: 0, ..stored };
+        rebase(&mut unscored, d(2026, 11, 30), later);
+        assert_eq!(unscored.recency_days, 0);
     }
 
     #[test]

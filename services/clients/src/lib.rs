@@ -7,6 +7,7 @@ pub mod facts;
 pub mod freshness;
 pub mod gather;
 pub mod ingest;
+pub mod latest_run;
 pub mod maturity_batch;
 pub mod nightly;
 pub mod portrait;
@@ -78,12 +79,14 @@ pub async fn run(
         platform,
         |context| {
             let max = context.server.max_message_bytes;
+            let latest_run = latest_run::LatestRun::new(context.pool.clone());
             let recompute = Recompute {
                 pool: context.pool.clone(),
                 cache: context.cache.clone(),
                 currency: context.company.currency.clone(),
                 score_cache_ttl: ttl,
                 satisfaction: feedback.clone().map(|channel| SatisfactionSource::new(channel, &platform.peers.client)),
+                latest_run: latest_run.clone(),
             };
             tokio::spawn(freshness::keep_fresh(
                 context.pool.clone(),
@@ -98,7 +101,7 @@ pub async fn run(
             let scoring = ScoringServiceServer::new(ScoringApi::new(recompute, context.company.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max);
-            let api = api::ClientsApi::new(context.pool, context.cache, context.company, ttl);
+            let api = api::ClientsApi::new(context.pool, context.cache, context.company, ttl, latest_run);
             let clients = ClientsServiceServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max);
             ServerBuilder::new(context.server)
                 .add_service(InterceptedService::new(clients, context.authenticator.clone()))

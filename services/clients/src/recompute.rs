@@ -3,6 +3,7 @@
 //! transaction, refresh the cache. One run at a time across all replicas
 //! (a Postgres advisory lock held on a connection of its own).
 use crate::explain::{self, ScoreContext};
+use crate::latest_run::{LatestRun, RunStamp};
 use crate::maturity_batch::{self, Products};
 use crate::satisfaction::SatisfactionSource;
 use crate::store::{self, MonthlyActivity, RunOutcome, ScoreRow};
@@ -44,6 +45,8 @@ pub struct Recompute {
     pub score_cache_ttl: Duration,
     /// The feedback service, for the satisfaction component.
     pub satisfaction: Option<SatisfactionSource>,
+    /// Told of each run as it finishes, for this replica's score reads.
+    pub latest_run: LatestRun,
 }
 
 impl Recompute {
@@ -63,7 +66,7 @@ impl Recompute {
         let settings = stored.settings;
         let window = AnalysisWindow::as_of(as_of, settings.window_months).map_err(AppError::internal)?;
         let periods = LifecyclePeriods::as_of(as_of, settings.lifecycle_period_months).map_err(AppError::internal)?;
-        let run_id = store::start_run(&self.pool, as_of, stored.version, requested_by).await?;
+        let (run_id, started_at) = store::start_run(&self.pool, as_of, stored.version, requested_by).await?;
         tracing::info!(run_id, %as_of, settings_version = stored.version, "recompute started");
 
         let population = store::population(&self.pool, as_of).await?;
@@ -116,7 +119,7 @@ impl Recompute {
 
         progress.report(RecomputePhase::Classifying, 0, total);
         let currency = self.currency.clone();
-        let compute_time = branchscore_proto::convert::timestamp(chrono::Utc::now());
+        let compute_time = branchscore_proto::convert::timestamp(started_at);
         let version = stored.version;
         // What is no longer needed is dropped as soon as it is not: the peak
         // is when the facts, their evaluation and the encoded scores meet.
@@ -159,29 +162,42 @@ impl Recompute {
         progress.report(RecomputePhase::Classifying, total, total);
 
         let mut tx = self.pool.begin().await?;
-        let changed =
+        let written =
             store::write_scores(&mut tx, Some(run_id), &rows, |phase, done| progress.report(phase, done, total))
                 .await?;
         store::insert_cluster_profiles(&mut tx, run_id, &profiles).await?;
         store::insert_basket_rules(&mut tx, run_id, &rules).await?;
         let outcome = RunOutcome {
             clients: total as i64,
-            changed: changed as i64,
+            changed: written.history as i64,
             clusters: i32::try_from(clustering.0).unwrap_or(i32::MAX),
             silhouette: clustering.1,
         };
         store::finish_run(&mut tx, run_id, outcome).await?;
         tx.commit().await?;
+        self.latest_run.finished(RunStamp { as_of, started_at });
 
-        // Postgres holds the truth now; the cache only has to catch up.
+        // Postgres holds the truth now; the cache only has to catch up with
+        // the scores rewritten (a cached score whose content did not change
+        // is still right: reads bring it up to this run).
         // One pipeline at a time: several in flight queue behind each other in
         // Redis and miss the command timeout (half the scores went uncached in
         // a benchmark run with four).
+        let rewritten: Vec<&ScoreRow> = rows.iter().filter(|row| written.rewritten.contains(&row.client_id)).collect();
+        drop(written);
         let mut cached = 0u64;
-        for chunk in rows.chunks(CACHE_CHUNK) {
-            self.cache.set_many(&cache_entries(chunk), self.score_cache_ttl).await;
+        let to_cache = rewritten.len() as u64;
+        progress.report(RecomputePhase::Caching, 0, to_cache);
+        for chunk in rewritten.chunks(CACHE_CHUNK) {
+            let entries = cache_entries(chunk);
+            // A later run may not rewrite these scores again, so a cached
+            // older one must not outlive a failed refresh: reads then go to Postgres.
+            if !self.cache.set_many(&entries, self.score_cache_ttl).await {
+                let keys: Vec<String> = entries.into_iter().map(|(key, _)| key).collect();
+                self.cache.delete(&keys).await;
+            }
             cached += chunk.len() as u64;
-            progress.report(RecomputePhase::Caching, cached, total);
+            progress.report(RecomputePhase::Caching, cached, to_cache);
         }
         let summary = RecomputeSummary {
             run_id,
@@ -234,7 +250,7 @@ impl RunLock {
 }
 
 /// The cache's keys and values of some scores.
-fn cache_entries(rows: &[ScoreRow]) -> Vec<(String, Vec<u8>)> {
+fn cache_entries(rows: &[&ScoreRow]) -> Vec<(String, Vec<u8>)> {
     rows.iter().map(|r| (crate::api::score_key(&r.client_id), r.record.clone())).collect()
 }
 

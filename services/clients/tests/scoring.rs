@@ -145,14 +145,7 @@ async fn recompute_classifies_the_network_as_computed_by_hand() {
     );
 
     // The cache holds what Postgres holds.
-    let mut redis = redis::Client::open(h.env.platform.redis.url.as_str())
-        .expect("redis")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let key = format!("{}client_score:C-WAW-1", h.env.platform.redis.key_prefix);
-    let cached: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut redis).await.expect("GET");
-    assert!(cached.is_some(), "the recompute refreshed the cache");
+    assert_eq!(cached(&h, "C-WAW-1").await.as_ref(), Some(&first_scores[0]), "the recompute refreshed the cache");
 
     // The same date again: same scores, no new history.
     let again = recompute(&mut scoring, &admin, as_of()).await.expect("again");
@@ -194,6 +187,92 @@ async fn recompute_classifies_the_network_as_computed_by_hand() {
     let members: i64 = clusters.profiles.iter().map(|p| p.clients).sum();
     assert_eq!(members, 5, "every client with revenue is clustered");
     assert!(clusters.profiles.iter().all(|p| !p.label.is_empty()));
+}
+
+/// The cached record of a client's score, decoded as stored (not rebased).
+async fn cached(h: &Harness, id: &str) -> Option<ClientScore> {
+    let mut redis = redis::Client::open(h.env.platform.redis.url.as_str())
+        .expect("redis")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let key = format!("{}client_score:{id}", h.env.platform.redis.key_prefix);
+    let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut redis).await.expect("GET");
+    bytes.map(|b| prost::Message::decode(b.as_slice()).expect("a ClientScore"))
+}
+
+/// Clients whose stored score run `run_id` wrote.
+async fn rewritten_by(h: &Harness, run_id: i64) -> Vec<String> {
+    let pool = sqlx::PgPool::connect(&h.env.database.url).await.expect("db");
+    let ids = sqlx::query_scalar("SELECT client_id FROM client_scores WHERE run_id = $1 ORDER BY client_id")
+        .bind(run_id)
+        .fetch_all(&pool)
+        .await
+        .expect("rewritten");
+    pool.close().await;
+    ids
+}
+
+/// The night after D nothing changes but the date: no stored score is
+/// rewritten or re-cached, yet every score reads as of the new night with
+/// recency counted to it. A client who then buys is rewritten and re-cached.
+#[tokio::test]
+async fn a_later_run_rewrites_only_the_scores_whose_content_changed() {
+    let (mut h, mut scoring) = network().await;
+    let admin = h.admin.clone();
+    recompute(&mut scoring, &admin, as_of()).await.expect("first run");
+    let first: Vec<ClientScore> = {
+        let mut scores = Vec::new();
+        for id in ["C-WAW-1", "C-WAW-2", "C-WAW-4"] {
+            scores.push(score(&mut h, id).await);
+        }
+        scores
+    };
+    assert_eq!(first[0].last_purchase, date(2026, 11, 5));
+    assert_eq!(first[2].last_purchase, None, "a potential client never bought");
+
+    let next = date(2026, 11, 24);
+    let quiet = recompute(&mut scoring, &admin, next).await.expect("next night").pop().and_then(|m| m.summary);
+    let quiet = quiet.expect("summary");
+    assert_eq!((quiet.clients, quiet.changed), (6, 0));
+    assert_eq!(rewritten_by(&h, quiet.run_id).await, Vec::<String>::new());
+    for before in &first {
+        let after = score(&mut h, &before.client_id).await;
+        assert_eq!(after.as_of, next, "{}", before.client_id);
+        let instant = |s: &ClientScore| s.compute_time.map(|t| (t.seconds, t.nanos));
+        assert!(instant(&after) > instant(before), "{}: the new run's time", before.client_id);
+        let expected_recency = if before.rfm_code.is_empty() { 0 } else { before.recency_days + 1 };
+        assert_eq!(after.recency_days, expected_recency, "{}", before.client_id);
+        let unchanged = |s: &ClientScore| (s.score, s.rfm_code.clone(), s.lifecycle_status, s.cluster, s.last_purchase);
+        assert_eq!(unchanged(&after), unchanged(before), "{}", before.client_id);
+        // Redis still holds the first run's record: right in content, brought up to date on read.
+        assert_eq!(cached(&h, &before.client_id).await.and_then(|c| c.as_of), as_of());
+    }
+    let batch = h
+        .client
+        .batch_get_client_scores(authorized(
+            &admin,
+            BatchGetClientScoresRequest { client_ids: vec!["C-WAW-1".into(), "C-KRK-1".into()] },
+        ))
+        .await
+        .expect("batch")
+        .into_inner();
+    assert!(batch.scores.iter().all(|s| s.as_of == next), "batch reads are brought up to date too");
+
+    // C-WAW-2 buys on the 24th: its recency and R score change, so its score is rewritten.
+    let erp = h.env.token(Role::ErpIntegration, &["*"]);
+    let lines = vec![sale("W2-2", "C-WAW-2", "WAW", (2026, 11, 24), 5_000)];
+    h.client
+        .import_transactions(authorized(&erp, tokio_stream::iter([ImportTransactionsRequest { lines }])))
+        .await
+        .expect("import");
+    let bought = recompute(&mut scoring, &admin, next).await.expect("again").pop().and_then(|m| m.summary);
+    let rewritten = rewritten_by(&h, bought.expect("summary").run_id).await;
+    assert!(rewritten.contains(&"C-WAW-2".to_owned()), "{rewritten:?}");
+    assert!(!rewritten.contains(&"C-WAW-4".to_owned()), "a potential client's score cannot change: {rewritten:?}");
+    let w2 = score(&mut h, "C-WAW-2").await;
+    assert_eq!((w2.recency_days, w2.last_purchase, w2.as_of), (0, next, next));
+    assert_eq!(cached(&h, "C-WAW-2").await.map(|c| (c.recency_days, c.as_of)), Some((0, next)), "re-cached");
 }
 
 #[tokio::test]

@@ -73,6 +73,8 @@ pub struct ClientEvaluation<'s> {
     /// Cluster label (0 = largest cluster); `None` when not clustered.
     pub cluster: Option<usize>,
     pub score: ClientScore<'s>,
+    /// The last purchase recency counts from.
+    pub last_purchase: Option<NaiveDate>,
 }
 
 /// The population's results.
@@ -155,7 +157,17 @@ pub fn evaluate<'s>(
                 satisfaction: f.satisfaction,
                 abc_next,
             });
-            ClientEvaluation { window_revenue, abc, abc_next, xyz, rfm, lifecycle, cluster, score }
+            ClientEvaluation {
+                window_revenue,
+                abc,
+                abc_next,
+                xyz,
+                rfm,
+                lifecycle,
+                cluster,
+                score,
+                last_purchase: f.last_purchase,
+            }
         })
         .collect();
     Ok(Evaluation { clients, clustering: clustering.map(|(_, c)| c) })

@@ -514,6 +514,7 @@ fn synthetic_score(client: &Client, rng: &mut ChaCha8Rng, as_of: NaiveDate) -> C
     let revenue = rng.random_range(10_000..50_000_000i64);
     let money = |minor_units: i64| Some(Money { minor_units, currency: "PLN".into() });
     let rfm_code = format!("{}{}{}", rng.random_range(1..=5), rng.random_range(1..=5), rng.random_range(1..=5));
+    let recency_days: i64 = rng.random_range(0..400);
     ClientScore {
         client_id: client.id.clone(),
         branch_id: client.branch_id.clone(),
@@ -540,7 +541,8 @@ fn synthetic_score(client: &Client, rng: &mut ChaCha8Rng, as_of: NaiveDate) -> C
             next_abc_class: if abc == AbcClass::A { AbcClass::Unspecified as i32 } else { abc as i32 - 1 },
             revenue_needed: if abc == AbcClass::A { None } else { money(rng.random_range(1_000..10_000_000)) },
         }),
-        recency_days: rng.random_range(0..400),
+        recency_days,
+        last_purchase: Some(Date::from(as_of - chrono::Days::new(recency_days.unsigned_abs()))),
         frequency: rng.random_range(1..60),
         xyz_cv: rng.random_range(0.02..0.9),
         cluster: rng.random_range(0..6),

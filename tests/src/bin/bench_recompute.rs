@@ -25,6 +25,7 @@
 //! inertia of Rust's partition, from a second, untimed run of the reference
 //! with `--given-labels`) and prints a markdown table. Goals: Rust at least
 //! 3x faster than the reference, peak memory under 2 GB.
+use branchscore_clients::latest_run::LatestRun;
 use branchscore_clients::recompute::{Recompute, RunLock};
 use branchscore_platform::cache::Cache;
 use branchscore_platform::config::{DatabaseConfig, RedisConfig};
@@ -138,6 +139,7 @@ async fn recompute_child(
         currency: "PLN".into(),
         score_cache_ttl: Duration::from_secs(36 * 3600),
         satisfaction: None,
+        latest_run: LatestRun::new(pool.clone()),
     };
     let before = peak_rss_bytes().unwrap_or(0);
 

@@ -4,9 +4,10 @@
 use branchscore_platform::copy::BinaryRows;
 use branchscore_proto::clients::v1::{ClientHistoryEntry, ClientScore, ClusterProfile, MatrixCell, RecomputePhase};
 use branchscore_proto::common::v1::{Date, Money};
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use prost::Message;
 use sqlx::{PgPool, Postgres, Row, Transaction};
+use std::collections::HashSet;
 
 /// The columns of `client_scores` next to the encoded record.
 #[derive(Debug, Clone)]
@@ -24,12 +25,28 @@ pub struct ScoreRow {
     pub currency: String,
     pub settings_version: i64,
     pub cluster: Option<i32>,
+    /// Fingerprint of the score without what every run changes (its date,
+    /// time and the recency counted to that date): equal fingerprints, same score.
+    pub content_hash: i64,
     pub record: Vec<u8>,
 }
 
 impl From<&ClientScore> for ScoreRow {
     fn from(score: &ClientScore) -> Self {
         let revenue = score.window_revenue.clone().unwrap_or_default();
+        // The record is the content's encoding followed by the run's fields:
+        // protobuf reads concatenated encodings as one message, so the
+        // content is encoded once for both.
+        let content = ClientScore { as_of: None, compute_time: None, recency_days: 0, ..score.clone() };
+        let mut record = content.encode_to_vec();
+        let content_hash = fingerprint(&record);
+        let run = ClientScore {
+            as_of: score.as_of,
+            compute_time: score.compute_time,
+            recency_days: score.recency_days,
+            ..ClientScore::default()
+        };
+        record.extend_from_slice(&run.encode_to_vec());
         ScoreRow {
             client_id: score.client_id.clone(),
             as_of: score.as_of.and_then(|d| d.to_naive()).unwrap_or_default(),
@@ -44,9 +61,19 @@ impl From<&ClientScore> for ScoreRow {
             currency: revenue.currency,
             settings_version: score.settings_version,
             cluster: (score.cluster >= 0).then_some(score.cluster),
-            record: score.encode_to_vec(),
+            content_hash,
+            record,
         }
     }
+}
+
+/// 64-bit FNV-1a: stable across builds (it is stored), and a score changes
+/// its own fingerprint with odds of 2^-64 of a collision.
+fn fingerprint(bytes: &[u8]) -> i64 {
+    let hash = bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
+    i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
 /// Stored scores of `ids` within `scope` (branch as the client is now).
@@ -72,21 +99,34 @@ pub async fn scores_by_ids(pool: &PgPool, ids: &[String], scope: Option<&[String
 /// Rows per COPY message while staging scores.
 const STAGE_CHUNK: usize = 10_000;
 
+/// What `write_scores` wrote.
+#[derive(Debug, Default)]
+pub struct ScoresWritten {
+    /// History rows appended (or replaced, for a date run again).
+    pub history: u64,
+    /// Clients whose stored score was inserted or rewritten; every other
+    /// client's stored score already had the same content.
+    pub rewritten: HashSet<String>,
+}
+
 /// Writes the latest score of each client in `rows` (distinct clients): they
 /// are staged in a temporary table by binary COPY, then one statement appends
 /// a history row for each client whose classes, lifecycle status or score
 /// band differ from its stored score or that has none yet (only for a run),
-/// and one statement upserts them. Set-based, so Postgres joins and writes a
-/// million clients in a pass instead of a statement per chunk. `progress`
-/// hears the rows staged so far (WRITING), then each statement as it starts
-/// (0) and ends (all rows): RECORDING_HISTORY (only for a run) and STORING.
-/// Returns the history rows appended.
+/// and two statements rewrite the stored scores whose content changed and
+/// insert the new ones. A stored score with the same content (fingerprint)
+/// is left alone: a nightly run changes few clients, and reads bring an
+/// older record up to the newest run (`explain::rebase`). Set-based, so
+/// Postgres joins and writes a million clients in a pass instead of a
+/// statement per chunk. The caller holds the run lock (one writer).
+/// `progress` hears the rows staged so far (WRITING), then each step as it
+/// starts (0) and ends (all rows): RECORDING_HISTORY (only for a run) and STORING.
 pub async fn write_scores(
     tx: &mut Transaction<'_, Postgres>,
     run_id: Option<i64>,
     rows: &[ScoreRow],
     mut progress: impl FnMut(RecomputePhase, u64),
-) -> sqlx::Result<u64> {
+) -> sqlx::Result<ScoresWritten> {
     let all = rows.len() as u64;
     sqlx::query("DROP TABLE IF EXISTS pg_temp.staged_scores").execute(&mut **tx).await?;
     sqlx::query(
@@ -94,7 +134,8 @@ pub async fn write_scores(
              client_id text NOT NULL, as_of date NOT NULL, score float8 NOT NULL, score_class text NOT NULL,
              abc_class smallint NOT NULL, xyz_class smallint NOT NULL, rfm_code text NOT NULL,
              rfm_segment text NOT NULL, lifecycle_status smallint NOT NULL, window_revenue_minor bigint NOT NULL,
-             currency text NOT NULL, settings_version bigint NOT NULL, cluster integer, record bytea NOT NULL
+             currency text NOT NULL, settings_version bigint NOT NULL, cluster integer, content_hash bigint NOT NULL,
+             record bytea NOT NULL
          ) ON COMMIT DROP",
     )
     .execute(&mut **tx)
@@ -104,7 +145,7 @@ pub async fn write_scores(
     for chunk in rows.chunks(STAGE_CHUNK) {
         for r in chunk {
             encoded
-                .row(14)
+                .row(15)
                 .text(&r.client_id)
                 .date(r.as_of)
                 .f64(r.score)
@@ -118,6 +159,7 @@ pub async fn write_scores(
                 .text(&r.currency)
                 .i64(r.settings_version)
                 .optional_i32(r.cluster)
+                .i64(r.content_hash)
                 .bytes(&r.record);
         }
         copy.send(encoded.take()).await?;
@@ -127,7 +169,7 @@ pub async fn write_scores(
     copy.finish().await?;
     // Without statistics the planner would guess a few rows and loop over the index.
     sqlx::query("ANALYZE staged_scores").execute(&mut **tx).await?;
-    let changed = match run_id {
+    let history = match run_id {
         Some(run_id) => {
             progress(RecomputePhase::RecordingHistory, 0);
             let appended = sqlx::query(
@@ -154,22 +196,46 @@ pub async fn write_scores(
         None => 0,
     };
     progress(RecomputePhase::Storing, 0);
-    sqlx::query(
-        "INSERT INTO client_scores (client_id, as_of, score, score_class, abc_class, xyz_class, rfm_code,
-             rfm_segment, lifecycle_status, window_revenue_minor, currency, settings_version, cluster, record, run_id)
-         SELECT *, $1::bigint FROM staged_scores
-         ON CONFLICT (client_id) DO UPDATE SET as_of = EXCLUDED.as_of, score = EXCLUDED.score,
-             score_class = EXCLUDED.score_class, abc_class = EXCLUDED.abc_class, xyz_class = EXCLUDED.xyz_class,
-             rfm_code = EXCLUDED.rfm_code, rfm_segment = EXCLUDED.rfm_segment,
-             lifecycle_status = EXCLUDED.lifecycle_status, window_revenue_minor = EXCLUDED.window_revenue_minor,
-             currency = EXCLUDED.currency, settings_version = EXCLUDED.settings_version,
-             cluster = EXCLUDED.cluster, record = EXCLUDED.record, run_id = EXCLUDED.run_id, computed_at = now()",
+    let mut rewritten: HashSet<String> = sqlx::query_scalar(
+        "UPDATE client_scores o SET as_of = n.as_of, score = n.score, score_class = n.score_class,
+             abc_class = n.abc_class, xyz_class = n.xyz_class, rfm_code = n.rfm_code, rfm_segment = n.rfm_segment,
+             lifecycle_status = n.lifecycle_status, window_revenue_minor = n.window_revenue_minor,
+             currency = n.currency, settings_version = n.settings_version, cluster = n.cluster,
+             content_hash = n.content_hash, record = n.record, run_id = $1, computed_at = now()
+         FROM staged_scores n
+         WHERE o.client_id = n.client_id AND o.content_hash IS DISTINCT FROM n.content_hash
+         RETURNING o.client_id",
     )
     .bind(run_id)
-    .execute(&mut **tx)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO client_scores (client_id, as_of, score, score_class, abc_class, xyz_class, rfm_code,
+             rfm_segment, lifecycle_status, window_revenue_minor, currency, settings_version, cluster, content_hash,
+             record, run_id)
+         SELECT n.*, $1::bigint FROM staged_scores n
+         WHERE NOT EXISTS (SELECT 1 FROM client_scores o WHERE o.client_id = n.client_id)
+         RETURNING client_id",
+    )
+    .bind(run_id)
+    .fetch_all(&mut **tx)
     .await?;
+    rewritten.extend(inserted);
     progress(RecomputePhase::Storing, all);
-    Ok(changed)
+    Ok(ScoresWritten { history, rewritten })
+}
+
+/// The newest finished run: its date and start (every score it wrote
+/// carries that start as its compute time).
+pub async fn latest_run(pool: &PgPool) -> sqlx::Result<Option<(NaiveDate, DateTime<Utc>)>> {
+    let row = sqlx::query(
+        "SELECT as_of, started_at FROM recompute_runs WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| Ok((row.try_get("as_of")?, row.try_get("started_at")?))).transpose()
 }
 
 /// A client's history, newest first.
@@ -200,16 +266,19 @@ pub async fn history(pool: &PgPool, client_id: &str, limit: i64) -> sqlx::Result
 }
 
 /// Clients and window revenue per ABC x XYZ cell of the stored scores, and
-/// the latest as-of date among them.
+/// the date they hold as of (the newest run's).
 pub async fn abc_xyz_matrix(
     pool: &PgPool,
     scope: Option<&[String]>,
     branch_id: &str,
     currency: &str,
 ) -> sqlx::Result<(Option<NaiveDate>, Vec<MatrixCell>)> {
+    // The scores hold as of the newest run, though a score it found
+    // unchanged keeps the date it was written on.
     let rows = sqlx::query(
         "SELECT s.abc_class, s.xyz_class, count(*) AS clients, sum(s.window_revenue_minor)::bigint AS revenue,
-                max(s.as_of) AS as_of
+                COALESCE((SELECT as_of FROM recompute_runs WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1),
+                         max(s.as_of)) AS as_of
          FROM client_scores s JOIN clients c ON c.id = s.client_id
          WHERE ($1::text[] IS NULL OR c.branch_id = ANY($1)) AND ($2 = '' OR c.branch_id = $2)
          GROUP BY 1, 2 ORDER BY 1, 2",
@@ -233,21 +302,24 @@ pub async fn abc_xyz_matrix(
     Ok((as_of, cells))
 }
 
-/// Records the start of a run; its id names every row it writes.
+/// Records the start of a run: its id names every row it writes, and its
+/// start (Postgres's clock) is the compute time of every score it computes.
 pub async fn start_run(
     pool: &PgPool,
     as_of: NaiveDate,
     settings_version: i64,
     requested_by: &str,
-) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "INSERT INTO recompute_runs (as_of, settings_version, requested_by) VALUES ($1, $2, $3) RETURNING id",
+) -> sqlx::Result<(i64, DateTime<Utc>)> {
+    let row = sqlx::query(
+        "INSERT INTO recompute_runs (as_of, settings_version, requested_by) VALUES ($1, $2, $3)
+         RETURNING id, started_at",
     )
     .bind(as_of)
     .bind(settings_version)
     .bind(requested_by)
     .fetch_one(pool)
-    .await
+    .await?;
+    Ok((row.try_get("id")?, row.try_get("started_at")?))
 }
 
 /// What a finished run produced.
@@ -339,4 +411,38 @@ pub async fn latest_cluster_profiles(
         })
         .collect::<sqlx::Result<Vec<_>>>()?;
     Ok(Some((run_id, run.try_get("as_of")?, run.try_get("silhouette")?, profiles)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score(day: u32, recency_days: i64) -> ClientScore {
+        ClientScore {
+            client_id: "C-1".into(),
+            as_of: NaiveDate::from_ymd_opt(2026, 11, day).map(Date::from),
+            score: 71.5,
+            rfm_code: "545".into(),
+            recency_days,
+            compute_time: Some(prost_types::Timestamp { seconds: i64::from(day) * 86_400, nanos: 0 }),
+            ..ClientScore::default()
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_what_every_run_changes_and_the_record_holds_it_all() {
+        let (monday, tuesday) = (ScoreRow::from(&score(23, 18)), ScoreRow::from(&score(24, 19)));
+        assert_eq!(monday.content_hash, tuesday.content_hash);
+        assert_ne!(monday.record, tuesday.record);
+        assert_eq!(ClientScore::decode(tuesday.record.as_slice()).expect("decodes"), score(24, 19));
+        let higher = ScoreRow::from(&ClientScore { score: 71.6, ..score(24, 19) });
+        assert_ne!(higher.content_hash, tuesday.content_hash);
+    }
+
+    #[test]
+    fn fingerprints_are_fnv_1a() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(fingerprint(b""), 0xcbf2_9ce4_8422_2325_u64 as i64);
+        assert_eq!(fingerprint(b"a"), 0xaf63_dc4c_8601_ec8c_u64 as i64);
+    }
 }
