@@ -71,6 +71,11 @@ struct Options {
     /// scores, runs and settings are truncated and the generated data reused. The database is not dropped.
     #[arg(long)]
     reuse_database: Option<String>,
+    /// Skip the next night: a day of sales like the as-of day's imported (lines copied one day
+    /// forward, marked and rolled up as an import would), then the recompute as of the next day,
+    /// which rewrites only the scores that changed; the extra lines are removed afterwards.
+    #[arg(long)]
+    no_next_night: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -364,6 +369,16 @@ async fn bench(options: &Options) -> anyhow::Result<()> {
     } else {
         None
     };
+    let next_night = if options.no_next_night {
+        None
+    } else {
+        eprintln!("the next night: a day of sales imported, then the recompute as of the next day ...");
+        let night = next_night(&url, options.network.as_of, &redis_url, &prefix).await;
+        if options.cache == CacheKind::Redis {
+            clear_redis(&redis_url, &prefix).await?;
+        }
+        Some(night?)
+    };
     let figures = Figures {
         options,
         loaded: &loaded,
@@ -378,6 +393,7 @@ async fn bench(options: &Options) -> anyhow::Result<()> {
         inertia: &inertia_report,
         agreement: &agreement,
         rerun: rerun.as_ref(),
+        next_night: next_night.as_ref(),
         load: [load_before_rust, load_before_python],
     };
     figures.print();
@@ -387,6 +403,71 @@ async fn bench(options: &Options) -> anyhow::Result<()> {
         std::mem::forget(env);
     }
     Ok(())
+}
+
+/// The recompute of the night after the as-of day.
+struct NextNight {
+    /// Sales lines of the day imported before it, and the clients they belong to.
+    lines: u64,
+    buyers: u64,
+    report: Value,
+    process: Duration,
+    /// Stored scores the run rewrote (the rest had the same content).
+    rewritten: i64,
+}
+
+/// Imports a day of sales like the as-of day's, dated the day after (copied
+/// lines, marked and rolled up as an import and the service's refresh
+/// would), runs the recompute as of that day in a child process, then
+/// removes the day again (and rolls its clients back up) so that the
+/// database can be measured again.
+async fn next_night(url: &str, as_of: NaiveDate, redis_url: &str, prefix: &str) -> anyhow::Result<NextNight> {
+    let night = as_of + chrono::Days::new(1);
+    let pool = db::connect(&DatabaseConfig { url: url.to_owned(), ..DatabaseConfig::local("unused") }).await?;
+    let mut tx = pool.begin().await?;
+    let lines = sqlx::query(
+        "INSERT INTO transaction_lines (id, document_id, client_id, product_id, amount_minor, currency, business_date,
+             branch_id, employee_id)
+         SELECT id || '-next', document_id || '-next', client_id, product_id, amount_minor, currency, $2, branch_id,
+             employee_id
+         FROM transaction_lines WHERE business_date = $1 AND amount_minor > 0",
+    )
+    .bind(as_of)
+    .bind(night)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let buyers = mark_day(&mut tx, night).await?;
+    tx.commit().await?;
+    let (first, last) = (as_of - chrono::Months::new(1200), night);
+    branchscore_clients::store::rollups::refresh(&pool, first, last, None).await?;
+    let (report, process) = run_child(url, night, redis_url, prefix).await?;
+    let rewritten: i64 = sqlx::query_scalar("SELECT count(*) FROM client_scores WHERE run_id = $1")
+        .bind(report["run_id"].as_i64().unwrap_or(0))
+        .fetch_one(&pool)
+        .await?;
+
+    let mut tx = pool.begin().await?;
+    mark_day(&mut tx, night).await?;
+    sqlx::query("DELETE FROM transaction_lines WHERE business_date = $1").bind(night).execute(&mut *tx).await?;
+    tx.commit().await?;
+    branchscore_clients::store::rollups::refresh(&pool, first, last, None).await?;
+    pool.close().await;
+    Ok(NextNight { lines, buyers, report, process, rewritten })
+}
+
+/// Marks the clients and day of `day`'s lines for the rollups' refresh, as an import does; the clients marked.
+async fn mark_day(tx: &mut sqlx::PgConnection, day: NaiveDate) -> anyhow::Result<u64> {
+    let marked = sqlx::query(
+        "INSERT INTO import_marks (clients, days)
+         SELECT array_agg(DISTINCT client_id), ARRAY[$1::date] FROM transaction_lines WHERE business_date = $1
+         HAVING count(*) > 0
+         RETURNING cardinality(clients)",
+    )
+    .bind(day)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(marked.map(|row| row.get::<i32, _>(0)).map_or(0, |n| u64::try_from(n).unwrap_or(0)))
 }
 
 /// Runs the recompute in a child process (this binary, `recompute` subcommand): its report and process wall time.
@@ -639,6 +720,7 @@ struct Figures<'a> {
     agreement: &'a Agreement,
     /// The diagnostic second run with k fixed: its report and process wall time.
     rerun: Option<&'a (Value, Duration)>,
+    next_night: Option<&'a NextNight>,
     /// `/proc/loadavg` before the Rust and the Python run: other work on the machine shows here.
     load: [String; 2],
 }
@@ -739,6 +821,31 @@ impl Figures<'_> {
                 r["changed"],
                 f(&r["peak_rss_bytes"]) / MIB
             );
+        }
+        if let Some(night) = self.next_night {
+            let wall = night.process.as_secs_f64();
+            let ratio = python_process / wall;
+            println!(
+                "\nThe next night ({} sales lines of {} clients imported and rolled up, then the recompute as of the next \
+                 day): process {wall:.1} s, in-process {:.1} s, {} of {} stored scores rewritten, {} history rows, \
+                 VmHWM {:.0} MiB; the reference's time / this night's: {ratio:.2} ({}; goal at least 3x faster: {})",
+                night.lines,
+                night.buyers,
+                f(&night.report["wall_seconds"]),
+                night.rewritten,
+                night.report["clients"],
+                night.report["changed"],
+                f(&night.report["peak_rss_bytes"]) / MIB,
+                speed(ratio),
+                if ratio >= 3.0 { "met" } else { "NOT met" }
+            );
+            let phases: Vec<String> = night.report["phases"]["times"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| format!("{} {:.1}", p["phase"].as_str().unwrap_or("?"), f(&p["seconds"])))
+                .collect();
+            println!("next night's phases (s): {}", phases.join(", "));
         }
         let memory: Vec<String> = self.rust["phases"]["memory"]
             .as_array()
