@@ -3,6 +3,7 @@
 //! (see `docs/benchmarks.md`).
 use std::time::Duration;
 
+pub mod cores;
 pub mod network;
 
 /// Rows per second, as printed in the benchmark tables.

@@ -40,7 +40,7 @@ use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient
 use branchscore_proto::clients::v1::*;
 use branchscore_proto::common::v1::{AbcClass, Date, LifecycleStatus, Money, XyzClass};
 use branchscore_testkit::TestEnv;
-use branchscore_tests::{load_average, machine};
+use branchscore_tests::{cores, load_average, machine};
 use chrono::NaiveDate;
 use clap::Parser;
 use hdrhistogram::Histogram;
@@ -101,6 +101,11 @@ struct Options {
     /// Skip the maximum-rate searches (only the fixed rate).
     #[arg(long)]
     no_search: bool,
+    /// Runs the gateway on this core alone, and everything else (the
+    /// service, the load generator and the local Redis) on the other cores:
+    /// the gateway on a core of its own, as in its own pod.
+    #[arg(long)]
+    gateway_core: Option<usize>,
 }
 
 /// Goal: p99 of a cached GetClientScore at the fixed rate.
@@ -631,6 +636,37 @@ async fn start_gateway(env: &TestEnv, clients_env: &TestEnv, clients: SocketAddr
     Ok(running.addr)
 }
 
+/// The local Redis server's main thread, kept on some cores for the run.
+struct PinnedRedis {
+    pid: i32,
+    cores: Vec<usize>,
+}
+
+impl PinnedRedis {
+    /// Lets Redis run on the cores it had before.
+    fn release(&self) {
+        if let Err(err) = cores::pin(Some(self.pid), &self.cores) {
+            eprintln!("could not give Redis (pid {}) its cores {:?} back: {err}", self.pid, self.cores);
+        }
+    }
+}
+
+/// Keeps the Redis server at `url` (which must run on this machine) on
+/// `cores`, off the gateway's core.
+fn pin_redis(url: &str, cores: &[usize]) -> anyhow::Result<PinnedRedis> {
+    let info: String = redis::cmd("INFO").arg("server").query(&mut redis::Client::open(url)?.get_connection()?)?;
+    let pid: i32 = info
+        .lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .ok_or_else(|| anyhow::anyhow!("Redis did not say its process id"))?
+        .trim()
+        .parse()?;
+    let before = cores::allowed_of(pid)?;
+    cores::pin(Some(pid), cores)
+        .map_err(|err| anyhow::anyhow!("could not pin Redis (pid {pid}; is it local?): {err}"))?;
+    Ok(PinnedRedis { pid, cores: before })
+}
+
 /// A bare tonic server with only the standard health service: no auth, no
 /// middleware. Returns its address.
 async fn start_echo() -> anyhow::Result<SocketAddr> {
@@ -702,7 +738,13 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let load_before = load_average();
+    let machine = machine();
     anyhow::ensure!(options.connections > 0 && options.rate > 0.0 && options.step_factor > 1.0, "bad options");
+    // Pinned before any other thread starts, so that every later one inherits it.
+    let pinning = options.gateway_core.map(cores::split).transpose()?;
+    if let Some((_, rest)) = &pinning {
+        cores::pin(None, rest)?;
+    }
     // The service's runtime (the process's cores) and the load generator's own one.
     let service = tokio::runtime::Builder::new_multi_thread().thread_name("service").enable_all().build()?;
     let load = tokio::runtime::Builder::new_multi_thread()
@@ -721,12 +763,37 @@ fn main() -> anyhow::Result<()> {
         ..branchscore_clients::Config::default()
     };
     let gateway_env = TestEnv::new();
-    let (running, gateway_addr, echo_addr) = service.block_on(async {
+    let (running, echo_addr) = service.block_on(async {
         let running = branchscore_clients::run(&config, &env.platform, env.shutdown.clone()).await?;
         branchscore_testkit::wait_serving(running.addr).await;
-        let gateway = start_gateway(&gateway_env, &env, running.addr).await?;
-        anyhow::Ok((running, gateway, start_echo().await?))
+        anyhow::Ok((running, start_echo().await?))
     })?;
+    // With a core of its own the gateway gets a runtime of its own on it;
+    // otherwise it shares the service's, as before.
+    let gateway_runtime = match &pinning {
+        Some((gateway_cores, _)) => {
+            let gateway_cores = gateway_cores.clone();
+            Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("gateway")
+                    .on_thread_start(move || {
+                        if let Err(err) = cores::pin(None, &gateway_cores) {
+                            eprintln!("could not pin a gateway thread: {err}");
+                        }
+                    })
+                    .enable_all()
+                    .build()?,
+            )
+        }
+        None => None,
+    };
+    let gateway_addr =
+        gateway_runtime.as_ref().unwrap_or(&service).block_on(start_gateway(&gateway_env, &env, running.addr))?;
+    let redis_pinned = match &pinning {
+        Some((_, rest)) => Some(pin_redis(&env.platform.redis.url, rest)?),
+        None => None,
+    };
 
     eprintln!("loading {} clients and their scores ...", options.clients);
     let started = Instant::now();
@@ -785,9 +852,15 @@ fn main() -> anyhow::Result<()> {
     let reference = redis_benchmark(&mut bench, &redis_url, record_bytes)?;
 
     let load_after = load_average();
+    if let Some(redis) = &redis_pinned {
+        redis.release();
+    }
     // The scores cached under this run's prefix would otherwise stay in Redis for the TTL (36 h).
     bench.clear_cache()?;
-    report(&bench.options, record_bytes, &fixed, &searches, &reference);
+    report(&bench.options, &machine, record_bytes, &fixed, &searches, &reference);
+    if let Some((gateway, rest)) = &pinning {
+        println!("gateway on core(s) {gateway:?}; the service, the load generator and Redis on {rest:?}");
+    }
     println!("load average before the run {load_before}, after it {load_after}");
     env.shutdown.cancel();
     let _ = bench.load.block_on(async { tokio::time::timeout(Duration::from_secs(10), running.task).await });
@@ -800,6 +873,7 @@ fn met(ok: bool) -> &'static str {
 
 fn report(
     options: &Options,
+    machine: &str,
     record_bytes: usize,
     fixed: &[(Path, Level)],
     searches: &[(Path, Search)],
@@ -810,7 +884,7 @@ fn report(
          random clients (each client at most once per miss level)",
         options.clients, options.connections
     );
-    println!("machine: {}", machine());
+    println!("machine: {machine}");
     println!();
     println!(
         "At a fixed rate ({} rps for {} s; latency from the intended send time, in ms):",
