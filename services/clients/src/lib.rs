@@ -40,7 +40,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
-    /// How long a score stays in the cache; the recompute overwrites it anyway.
+    /// How long a score stays in the cache (a recompute overwrites the scores it changes).
     #[serde(with = "branchscore_platform::config::millis")]
     pub score_cache_ttl_ms: Duration,
     /// Local time (company zone) of the nightly recompute, e.g. "02:30"; empty disables it.

@@ -5,6 +5,7 @@ use branchscore_platform::copy::BinaryRows;
 use branchscore_proto::clients::v1::{ClientHistoryEntry, ClientScore, ClusterProfile, MatrixCell, RecomputePhase};
 use branchscore_proto::common::v1::{Date, Money};
 use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
 use prost::Message;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use std::collections::HashSet;
@@ -46,7 +47,11 @@ impl From<&ClientScore> for ScoreRow {
             recency_days: score.recency_days,
             ..ClientScore::default()
         };
-        record.extend_from_slice(&run.encode_to_vec());
+        let run = run.encode_to_vec();
+        // Exactly: a million records held at once would otherwise carry the
+        // spare half of a doubled allocation each.
+        record.reserve_exact(run.len());
+        record.extend_from_slice(&run);
         ScoreRow {
             client_id: score.client_id.clone(),
             as_of: score.as_of.and_then(|d| d.to_naive()).unwrap_or_default(),
@@ -109,18 +114,21 @@ pub struct ScoresWritten {
     pub rewritten: HashSet<String>,
 }
 
-/// Writes the latest score of each client in `rows` (distinct clients): they
-/// are staged in a temporary table by binary COPY, then one statement appends
-/// a history row for each client whose classes, lifecycle status or score
-/// band differ from its stored score or that has none yet (only for a run),
-/// and two statements rewrite the stored scores whose content changed and
-/// insert the new ones. A stored score with the same content (fingerprint)
-/// is left alone: a nightly run changes few clients, and reads bring an
-/// older record up to the newest run (`explain::rebase`). Set-based, so
-/// Postgres joins and writes a million clients in a pass instead of a
-/// statement per chunk. The caller holds the run lock (one writer).
-/// `progress` hears the rows staged so far (WRITING), then each step as it
-/// starts (0) and ends (all rows): RECORDING_HISTORY (only for a run) and STORING.
+/// Writes the latest score of each client in `rows` (distinct clients).
+/// A score whose content (fingerprint) is the stored one's is left alone: a
+/// nightly run changes few clients, and reads bring an older record up to
+/// the newest run (`explain::rebase`). The rest are staged in a temporary
+/// table by binary COPY, then one statement appends a history row for each
+/// client whose classes, lifecycle status or score band differ from its
+/// stored score or that has none yet (only for a run), and two statements
+/// rewrite the changed scores and insert the new ones (ON CONFLICT rather
+/// than an anti-join: the planner would plan the join against the table as
+/// empty as it was at the start, and scan it once per row as it grows).
+/// Set-based, so Postgres joins and writes a million clients in a pass
+/// instead of a statement per chunk. The caller holds the run lock (one
+/// writer). `progress` hears the rows staged so far (WRITING), then each
+/// step as it starts (0) and ends (all rows): RECORDING_HISTORY (only for a
+/// run) and STORING.
 pub async fn write_scores(
     tx: &mut Transaction<'_, Postgres>,
     run_id: Option<i64>,
@@ -140,9 +148,14 @@ pub async fn write_scores(
     )
     .execute(&mut **tx)
     .await?;
+    // Only what changed goes further: a score with its stored fingerprint
+    // needs no history row (its classes are part of it) and no rewrite.
+    let unchanged = same_as_stored(tx, rows).await?;
+    let changed: Vec<&ScoreRow> = rows.iter().zip(&unchanged).filter(|(_, same)| !**same).map(|(r, _)| r).collect();
+    drop(unchanged);
     let mut copy = tx.copy_in_raw("COPY staged_scores FROM STDIN (FORMAT binary)").await?;
     let mut encoded = BinaryRows::new();
-    for chunk in rows.chunks(STAGE_CHUNK) {
+    for chunk in changed.chunks(STAGE_CHUNK) {
         for r in chunk {
             encoded
                 .row(15)
@@ -215,8 +228,8 @@ pub async fn write_scores(
         "INSERT INTO client_scores (client_id, as_of, score, score_class, abc_class, xyz_class, rfm_code,
              rfm_segment, lifecycle_status, window_revenue_minor, currency, settings_version, cluster, content_hash,
              record, run_id)
-         SELECT n.*, $1::bigint FROM staged_scores n
-         WHERE NOT EXISTS (SELECT 1 FROM client_scores o WHERE o.client_id = n.client_id)
+         SELECT *, $1::bigint FROM staged_scores
+         ON CONFLICT (client_id) DO NOTHING
          RETURNING client_id",
     )
     .bind(run_id)
@@ -225,6 +238,25 @@ pub async fn write_scores(
     rewritten.extend(inserted);
     progress(RecomputePhase::Storing, all);
     Ok(ScoresWritten { history, rewritten })
+}
+
+/// Which of `rows` have the fingerprint of their stored score, read in one
+/// pass over the stored fingerprints (found by binary search among the rows
+/// sorted by id, which costs 4 bytes a row rather than a map's dozens).
+async fn same_as_stored(tx: &mut Transaction<'_, Postgres>, rows: &[ScoreRow]) -> sqlx::Result<Vec<bool>> {
+    let mut by_id: Vec<usize> = (0..rows.len()).collect();
+    by_id.sort_unstable_by(|&a, &b| rows[a].client_id.cmp(&rows[b].client_id));
+    let mut same = vec![false; rows.len()];
+    let mut stored = sqlx::query("SELECT client_id, content_hash FROM client_scores WHERE content_hash IS NOT NULL")
+        .fetch(&mut **tx);
+    while let Some(row) = stored.try_next().await? {
+        let (client_id, content_hash): (&str, i64) = (row.try_get(0)?, row.try_get(1)?);
+        if let Ok(at) = by_id.binary_search_by(|&i| rows[i].client_id.as_str().cmp(client_id)) {
+            let i = by_id[at];
+            same[i] = rows[i].content_hash == content_hash;
+        }
+    }
+    Ok(same)
 }
 
 /// The newest finished run: its date and start (every score it wrote
@@ -435,6 +467,7 @@ mod tests {
         assert_eq!(monday.content_hash, tuesday.content_hash);
         assert_ne!(monday.record, tuesday.record);
         assert_eq!(ClientScore::decode(tuesday.record.as_slice()).expect("decodes"), score(24, 19));
+        assert_eq!(tuesday.record.capacity(), tuesday.record.len(), "a million are held at once");
         let higher = ScoreRow::from(&ClientScore { score: 71.6, ..score(24, 19) });
         assert_ne!(higher.content_hash, tuesday.content_hash);
     }
