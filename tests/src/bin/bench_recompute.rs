@@ -846,6 +846,19 @@ impl Figures<'_> {
                 .map(|p| format!("{} {:.1}", p["phase"].as_str().unwrap_or("?"), f(&p["seconds"])))
                 .collect();
             println!("next night's phases (s): {}", phases.join(", "));
+            let memory: Vec<String> = night.report["phases"]["memory"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    format!("{} {:.0}", m["phase"].as_str().unwrap_or("?"), f(&m["peak_rss_bytes_at_start"]) / MIB)
+                })
+                .collect();
+            println!(
+                "next night's VmHWM (MiB) when each phase began: {}; k = {}",
+                memory.join(", "),
+                night.report["clusters"]
+            );
         }
         let memory: Vec<String> = self.rust["phases"]["memory"]
             .as_array()
