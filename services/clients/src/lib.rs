@@ -88,6 +88,7 @@ pub async fn run(
                 satisfaction: feedback.clone().map(|channel| SatisfactionSource::new(channel, &platform.peers.client)),
                 latest_run: latest_run.clone(),
             };
+            tokio::spawn(latest_run.clone().keep_reading(nightly_shutdown.clone()));
             tokio::spawn(freshness::keep_fresh(
                 context.pool.clone(),
                 context.company.clone(),

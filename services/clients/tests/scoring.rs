@@ -2,6 +2,7 @@
 //! whose classes are computed by hand below.
 use branchscore_clients::recompute::RunLock;
 use branchscore_platform::Role;
+use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
 use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
 use branchscore_proto::clients::v1::*;
 use branchscore_proto::common::v1::{AbcClass, ClientKind, Date, Granularity, LifecycleStatus, XyzClass};
@@ -220,6 +221,12 @@ async fn rewritten_by(h: &Harness, run_id: i64) -> Vec<String> {
 async fn a_later_run_rewrites_only_the_scores_whose_content_changed() {
     let (mut h, mut scoring) = network().await;
     let admin = h.admin.clone();
+    // A second replica on the same database and Redis, which runs nothing itself.
+    let config =
+        branchscore_clients::Config { server: h.env.server(), database: h.env.database.clone(), ..Default::default() };
+    let replica = branchscore_clients::run(&config, &h.env.platform, h.env.shutdown.clone()).await.expect("replica");
+    branchscore_testkit::wait_serving(replica.addr).await;
+    let mut other = ClientsServiceClient::new(branchscore_testkit::channel(replica.addr).await);
     recompute(&mut scoring, &admin, as_of()).await.expect("first run");
     let first: Vec<ClientScore> = {
         let mut scores = Vec::new();
@@ -230,6 +237,11 @@ async fn a_later_run_rewrites_only_the_scores_whose_content_changed() {
     };
     assert_eq!(first[0].last_purchase, date(2026, 11, 5));
     assert_eq!(first[2].last_purchase, None, "a potential client never bought");
+
+    // The other replica has read the first run.
+    let ask = || authorized(&admin, GetClientScoreRequest { client_id: "C-WAW-4".into() });
+    let there = other.get_client_score(ask()).await.expect("replica read").into_inner().score;
+    assert_eq!(there.and_then(|s| s.as_of), as_of());
 
     let next = date(2026, 11, 24);
     let quiet = recompute(&mut scoring, &admin, next).await.expect("next night").pop().and_then(|m| m.summary);
@@ -258,6 +270,16 @@ async fn a_later_run_rewrites_only_the_scores_whose_content_changed() {
         .expect("batch")
         .into_inner();
     assert!(batch.scores.iter().all(|s| s.as_of == next), "batch reads are brought up to date too");
+    // The other replica learns of the new run within about a second.
+    let mut seen = None;
+    for _ in 0..50 {
+        seen = other.get_client_score(ask()).await.expect("replica read").into_inner().score.and_then(|s| s.as_of);
+        if seen == next {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, next, "the other replica reads the newest run");
 
     // C-WAW-2 buys on the 24th: its recency and R score change, so its score is rewritten.
     let erp = h.env.token(Role::ErpIntegration, &["*"]);
