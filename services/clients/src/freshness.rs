@@ -6,7 +6,7 @@
 //! reports count clients one by one.
 use crate::store::{rollups, settings};
 use branchscore_platform::config::CompanyConfig;
-use branchscore_platform::shutdown::CancellationToken;
+use branchscore_platform::shutdown::{CancellationToken, Ticks};
 use chrono::NaiveDate;
 use sqlx::PgPool;
 use std::time::Duration;
@@ -19,13 +19,8 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
 pub async fn keep_fresh(pool: PgPool, company: CompanyConfig, every: Duration, shutdown: CancellationToken) {
     let (first, last) = (NaiveDate::from_ymd_opt(1900, 1, 1), NaiveDate::from_ymd_opt(2999, 12, 31));
     let (Some(first), Some(last)) = (first, last) else { return };
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
+    let mut ticks = Ticks::new(every, shutdown);
+    while ticks.next().await {
         match count_lifecycles(&pool, &company).await {
             Ok(Some(months)) => tracing::info!(months, "lifecycle counts built"),
             Ok(None) => {}

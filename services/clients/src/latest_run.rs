@@ -3,7 +3,7 @@
 //! an older record up to the run's date (`explain::rebase`).
 use crate::store;
 use branchscore_platform::AppResult;
-use branchscore_platform::shutdown::CancellationToken;
+use branchscore_platform::shutdown::{CancellationToken, Ticks};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -52,13 +52,8 @@ impl LatestRun {
 
     /// Reads the newest run every `REREAD_AFTER` until `shutdown`.
     pub async fn keep_reading(self, shutdown: CancellationToken) {
-        let mut ticks = tokio::time::interval(REREAD_AFTER);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
+        let mut ticks = Ticks::new(REREAD_AFTER, shutdown);
+        while ticks.next().await {
             if let Err(error) = self.read().await {
                 tracing::warn!(%error, "newest recompute run not read; trying again");
             }

@@ -6,7 +6,7 @@ use crate::complaints::{SYSTEM, change_event};
 use crate::outbox;
 use crate::store;
 use crate::store::complaints::proto_state;
-use branchscore_platform::shutdown::CancellationToken;
+use branchscore_platform::shutdown::{CancellationToken, Ticks};
 use branchscore_proto::feedback::v1::{ComplaintEvent, ComplaintEventKind};
 use branchscore_scoring::complaints::escalation_due;
 use chrono::{Duration, Utc};
@@ -16,13 +16,8 @@ const BATCH: i64 = 200;
 
 /// Sweeps until shutdown, once the schema is in place.
 pub async fn run(feedback: Feedback, shutdown: CancellationToken) {
-    let mut interval = tokio::time::interval(feedback.config.complaints.escalation_check_ms);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = interval.tick() => {}
-        }
+    let mut ticks = Ticks::new(feedback.config.complaints.escalation_check_ms, shutdown);
+    while ticks.next().await {
         match branchscore_platform::db::is_migrated(&feedback.pool, &crate::MIGRATOR).await {
             Ok(true) => {}
             Ok(false) | Err(_) => continue,

@@ -39,3 +39,43 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// A tick every `period` until shutdown, for a background loop:
+/// `while ticks.next().await { ... }`. The first tick is at once; a tick
+/// missed while the loop's body ran late is not made up.
+#[derive(Debug)]
+pub struct Ticks {
+    interval: tokio::time::Interval,
+    shutdown: CancellationToken,
+}
+
+impl Ticks {
+    pub fn new(period: std::time::Duration, shutdown: CancellationToken) -> Self {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticks { interval, shutdown }
+    }
+
+    /// Waits for the next tick; `false` once shutdown is requested.
+    pub async fn next(&mut self) -> bool {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => false,
+            _ = self.interval.tick() => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn ticks_start_at_once_and_stop_at_shutdown() {
+        let shutdown = CancellationToken::new();
+        let mut ticks = Ticks::new(Duration::from_secs(3600), shutdown.clone());
+        assert!(ticks.next().await, "the first tick is at once");
+        shutdown.cancel();
+        assert!(!ticks.next().await, "no tick after shutdown, however long the period");
+    }
+}
