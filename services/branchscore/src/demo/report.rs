@@ -235,9 +235,13 @@ pub fn explained_picks(scores: &[ClientScore]) -> Vec<(&'static str, &ClientScor
 
 fn explain(out: &mut String, why: &str, s: &ClientScore, name: &str, currency: &str) {
     let _ = writeln!(out, "  {} {name} ({}), {why}: score {:.1}, {}", s.client_id, s.branch_id, s.score, s.score_class);
+    let last_purchase = match (s.last_purchase.and_then(|d| d.to_naive()), s.as_of.and_then(|d| d.to_naive())) {
+        (Some(last), Some(as_of)) => format!(", last purchase {last} ({} days before)", (as_of - last).num_days()),
+        _ => String::new(),
+    };
     let _ = writeln!(
         out,
-        "    {}{}, RFM {} {}, {}, window revenue {} {currency}",
+        "    {}{}, RFM {} {}, {}, window revenue {} {currency}{last_purchase}",
         abc_label(s.abc_class),
         xyz_label(s.xyz_class),
         if s.rfm_code.is_empty() { "-" } else { &s.rfm_code },
