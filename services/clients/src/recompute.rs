@@ -208,6 +208,7 @@ impl Recompute {
             clusters: outcome.clusters,
             duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
             clients_with_satisfaction: rated as i64,
+            scores_rewritten: to_cache as i64,
         };
         tracing::info!(
             run_id,

@@ -109,7 +109,7 @@ async fn recompute_classifies_the_network_as_computed_by_hand() {
     assert!(order(RecomputePhase::RecordingHistory) < order(RecomputePhase::Storing));
     assert!(order(RecomputePhase::Storing) < order(RecomputePhase::Caching));
     let summary = messages.last().and_then(|m| m.summary).expect("summary last");
-    assert_eq!((summary.clients, summary.changed, summary.settings_version), (6, 6, 0));
+    assert_eq!((summary.clients, summary.changed, summary.scores_rewritten, summary.settings_version), (6, 6, 6, 0));
 
     let expected = [
         ("C-WAW-1", AbcClass::A, XyzClass::X, LifecycleStatus::Regular, "545"),
@@ -246,7 +246,7 @@ async fn a_later_run_rewrites_only_the_scores_whose_content_changed() {
     let next = date(2026, 11, 24);
     let quiet = recompute(&mut scoring, &admin, next).await.expect("next night").pop().and_then(|m| m.summary);
     let quiet = quiet.expect("summary");
-    assert_eq!((quiet.clients, quiet.changed), (6, 0));
+    assert_eq!((quiet.clients, quiet.changed, quiet.scores_rewritten), (6, 0, 0));
     assert_eq!(rewritten_by(&h, quiet.run_id).await, Vec::<String>::new());
     for before in &first {
         let after = score(&mut h, &before.client_id).await;
@@ -289,7 +289,9 @@ async fn a_later_run_rewrites_only_the_scores_whose_content_changed() {
         .await
         .expect("import");
     let bought = recompute(&mut scoring, &admin, next).await.expect("again").pop().and_then(|m| m.summary);
-    let rewritten = rewritten_by(&h, bought.expect("summary").run_id).await;
+    let bought = bought.expect("summary");
+    let rewritten = rewritten_by(&h, bought.run_id).await;
+    assert_eq!(bought.scores_rewritten, rewritten.len() as i64);
     assert!(rewritten.contains(&"C-WAW-2".to_owned()), "{rewritten:?}");
     assert!(!rewritten.contains(&"C-WAW-4".to_owned()), "a potential client's score cannot change: {rewritten:?}");
     let w2 = score(&mut h, "C-WAW-2").await;

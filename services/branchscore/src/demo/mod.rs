@@ -110,9 +110,11 @@ pub async fn run(config: &BranchscoreConfig, options: &DemoOptions) -> anyhow::R
     // With survey answers in, the scores take each client's satisfaction into account.
     let rescored = scores::recompute(&scoring, as_of).await?;
     println!(
-        "  scores recomputed with the satisfaction of {} clients who answered ({:.1} s)",
+        "  scores recomputed with the satisfaction of {} clients who answered ({:.1} s): {} of {} scores changed",
         rescored.clients_with_satisfaction,
-        rescored.duration_ms as f64 / 1000.0
+        rescored.duration_ms as f64 / 1000.0,
+        rescored.scores_rewritten,
+        rescored.clients
     );
 
     let sales = CallCredentials::bearer(&issuer.mint("demo-sales", Role::Admin, &[], Duration::from_secs(3600))?)?;
