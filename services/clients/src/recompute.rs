@@ -152,7 +152,7 @@ impl Recompute {
                 .zip(portfolio.segments)
                 .map(|((client, e), segment)| {
                     let segment = segment.as_deref().unwrap_or_default();
-                    ScoreRow::from(&explain::client_score(&client.id, &client.branch_id, segment, &e, &context))
+                    ScoreRow::from(explain::client_score(&client.id, &client.branch_id, segment, &e, &context))
                 })
                 .collect();
             Ok((rows, profiles, clustering, portfolio.rules))
@@ -183,8 +183,7 @@ impl Recompute {
         // One pipeline at a time: several in flight queue behind each other in
         // Redis and miss the command timeout (half the scores went uncached in
         // a benchmark run with four).
-        let rewritten: Vec<&ScoreRow> = rows.iter().filter(|row| written.rewritten.contains(&row.client_id)).collect();
-        drop(written);
+        let rewritten: Vec<&ScoreRow> = written.rewritten.iter().map(|&i| &rows[i]).collect();
         let mut cached = 0u64;
         let to_cache = rewritten.len() as u64;
         progress.report(RecomputePhase::Caching, 0, to_cache);

@@ -201,10 +201,13 @@ impl ScoringService for ScoringApi {
         if !branch_id.is_empty() {
             principal.ensure_branch(branch_id)?;
         }
-        let (as_of, cells) =
+        let (written, cells) =
             store::abc_xyz_matrix(self.pool(), principal.branch_filter().as_deref(), branch_id, &self.company.currency)
                 .await
                 .map_err(AppError::from)?;
+        // The scores hold as of the newest run, though one it found unchanged keeps the date it was written on.
+        let newest_run = self.recompute.latest_run.get().await?.map(|run| run.as_of);
+        let as_of = if cells.is_empty() { written } else { newest_run.or(written) };
         Ok(Response::new(GetAbcXyzMatrixResponse { as_of: as_of.map(Date::from), cells }))
     }
 

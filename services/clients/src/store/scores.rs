@@ -8,7 +8,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
 use prost::Message;
 use sqlx::{PgPool, Postgres, Row, Transaction};
-use std::collections::HashSet;
 
 /// The columns of `client_scores` next to the encoded record.
 #[derive(Debug, Clone)]
@@ -32,35 +31,34 @@ pub struct ScoreRow {
     pub record: Vec<u8>,
 }
 
-impl From<&ClientScore> for ScoreRow {
-    fn from(score: &ClientScore) -> Self {
+impl From<ClientScore> for ScoreRow {
+    fn from(mut score: ClientScore) -> Self {
         let revenue = score.window_revenue.clone().unwrap_or_default();
         // The record is the content's encoding followed by the run's fields:
         // protobuf reads concatenated encodings as one message, so the
         // content is encoded once for both.
-        let content = ClientScore { as_of: None, compute_time: None, recency_days: 0, ..score.clone() };
-        let mut record = content.encode_to_vec();
-        let content_hash = fingerprint(&record);
         let run = ClientScore {
-            as_of: score.as_of,
-            compute_time: score.compute_time,
-            recency_days: score.recency_days,
+            as_of: score.as_of.take(),
+            compute_time: score.compute_time.take(),
+            recency_days: std::mem::take(&mut score.recency_days),
             ..ClientScore::default()
         };
-        let run = run.encode_to_vec();
+        let mut record = score.encode_to_vec();
+        let content_hash = fingerprint(&record);
+        let run_fields = run.encode_to_vec();
         // Exactly: a million records held at once would otherwise carry the
         // spare half of a doubled allocation each.
-        record.reserve_exact(run.len());
-        record.extend_from_slice(&run);
+        record.reserve_exact(run_fields.len());
+        record.extend_from_slice(&run_fields);
         ScoreRow {
-            client_id: score.client_id.clone(),
-            as_of: score.as_of.and_then(|d| d.to_naive()).unwrap_or_default(),
+            client_id: score.client_id,
+            as_of: run.as_of.and_then(|d| d.to_naive()).unwrap_or_default(),
             score: score.score,
-            score_class: score.score_class.clone(),
+            score_class: score.score_class,
             abc_class: score.abc_class as i16,
             xyz_class: score.xyz_class as i16,
-            rfm_code: score.rfm_code.clone(),
-            rfm_segment: score.rfm_segment.clone(),
+            rfm_code: score.rfm_code,
+            rfm_segment: score.rfm_segment,
             lifecycle_status: score.lifecycle_status as i16,
             window_revenue_minor: revenue.minor_units,
             currency: revenue.currency,
@@ -69,6 +67,12 @@ impl From<&ClientScore> for ScoreRow {
             content_hash,
             record,
         }
+    }
+}
+
+impl From<&ClientScore> for ScoreRow {
+    fn from(score: &ClientScore) -> Self {
+        ScoreRow::from(score.clone())
     }
 }
 
@@ -109,9 +113,9 @@ const STAGE_CHUNK: usize = 10_000;
 pub struct ScoresWritten {
     /// History rows appended (or replaced, for a date run again).
     pub history: u64,
-    /// Clients whose stored score was inserted or rewritten; every other
-    /// client's stored score already had the same content.
-    pub rewritten: HashSet<String>,
+    /// Indices (into the rows given) of the scores inserted or rewritten;
+    /// every other client's stored score already had the same content.
+    pub rewritten: Vec<usize>,
 }
 
 /// Writes the latest score of each client in `rows` (distinct clients).
@@ -150,9 +154,12 @@ pub async fn write_scores(
     .await?;
     // Only what changed goes further: a score with its stored fingerprint
     // needs no history row (its classes are part of it) and no rewrite.
+    // The run lock makes this writer the only one, so exactly these are
+    // rewritten or inserted below.
     let unchanged = same_as_stored(tx, rows).await?;
-    let changed: Vec<&ScoreRow> = rows.iter().zip(&unchanged).filter(|(_, same)| !**same).map(|(r, _)| r).collect();
+    let rewritten: Vec<usize> = (0..rows.len()).filter(|&i| !unchanged[i]).collect();
     drop(unchanged);
+    let changed: Vec<&ScoreRow> = rewritten.iter().map(|&i| &rows[i]).collect();
     let mut copy = tx.copy_in_raw("COPY staged_scores FROM STDIN (FORMAT binary)").await?;
     let mut encoded = BinaryRows::new();
     for chunk in changed.chunks(STAGE_CHUNK) {
@@ -209,33 +216,28 @@ pub async fn write_scores(
         None => 0,
     };
     progress(RecomputePhase::Storing, 0);
-    let mut rewritten: HashSet<String> = sqlx::query_scalar(
+    sqlx::query(
         "UPDATE client_scores o SET as_of = n.as_of, score = n.score, score_class = n.score_class,
              abc_class = n.abc_class, xyz_class = n.xyz_class, rfm_code = n.rfm_code, rfm_segment = n.rfm_segment,
              lifecycle_status = n.lifecycle_status, window_revenue_minor = n.window_revenue_minor,
              currency = n.currency, settings_version = n.settings_version, cluster = n.cluster,
              content_hash = n.content_hash, record = n.record, run_id = $1, computed_at = now()
          FROM staged_scores n
-         WHERE o.client_id = n.client_id AND o.content_hash IS DISTINCT FROM n.content_hash
-         RETURNING o.client_id",
+         WHERE o.client_id = n.client_id",
     )
     .bind(run_id)
-    .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .collect();
-    let inserted: Vec<String> = sqlx::query_scalar(
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
         "INSERT INTO client_scores (client_id, as_of, score, score_class, abc_class, xyz_class, rfm_code,
              rfm_segment, lifecycle_status, window_revenue_minor, currency, settings_version, cluster, content_hash,
              record, run_id)
          SELECT *, $1::bigint FROM staged_scores
-         ON CONFLICT (client_id) DO NOTHING
-         RETURNING client_id",
+         ON CONFLICT (client_id) DO NOTHING",
     )
     .bind(run_id)
-    .fetch_all(&mut **tx)
+    .execute(&mut **tx)
     .await?;
-    rewritten.extend(inserted);
     progress(RecomputePhase::Storing, all);
     Ok(ScoresWritten { history, rewritten })
 }
@@ -298,19 +300,17 @@ pub async fn history(pool: &PgPool, client_id: &str, limit: i64) -> sqlx::Result
 }
 
 /// Clients and window revenue per ABC x XYZ cell of the stored scores, and
-/// the date they hold as of (the newest run's).
+/// the latest date any of them was written on (a run leaves unchanged
+/// scores alone, so the newest run's date is the caller's to add).
 pub async fn abc_xyz_matrix(
     pool: &PgPool,
     scope: Option<&[String]>,
     branch_id: &str,
     currency: &str,
 ) -> sqlx::Result<(Option<NaiveDate>, Vec<MatrixCell>)> {
-    // The scores hold as of the newest run, though a score it found
-    // unchanged keeps the date it was written on.
     let rows = sqlx::query(
         "SELECT s.abc_class, s.xyz_class, count(*) AS clients, sum(s.window_revenue_minor)::bigint AS revenue,
-                COALESCE((SELECT as_of FROM recompute_runs WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1),
-                         max(s.as_of)) AS as_of
+                max(s.as_of) AS as_of
          FROM client_scores s JOIN clients c ON c.id = s.client_id
          WHERE ($1::text[] IS NULL OR c.branch_id = ANY($1)) AND ($2 = '' OR c.branch_id = $2)
          GROUP BY 1, 2 ORDER BY 1, 2",
