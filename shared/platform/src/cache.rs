@@ -65,11 +65,16 @@ impl Cache {
         }
     }
 
-    /// Removes keys; failures are logged (entries then expire by TTL).
-    pub async fn delete(&self, keys: &[String]) {
+    /// Removes keys; failures are logged. `false` when some may still be
+    /// there (Redis down, or slower than the command timeout): a caller
+    /// whose entries went out of date then has to try again later.
+    pub async fn delete(&self, keys: &[String]) -> bool {
         match self {
             Cache::Redis(redis) => redis.delete(keys).await,
-            Cache::InProcess(local) => local.delete(keys),
+            Cache::InProcess(local) => {
+                local.delete(keys);
+                true
+            }
         }
     }
 
@@ -251,9 +256,9 @@ impl RedisCache {
         self.run::<()>("XADD", pipeline).await.is_some()
     }
 
-    async fn delete(&self, keys: &[String]) {
+    async fn delete(&self, keys: &[String]) -> bool {
         if keys.is_empty() {
-            return;
+            return true;
         }
         let mut pipeline = redis::pipe();
         let command = pipeline.cmd("DEL");
@@ -261,7 +266,7 @@ impl RedisCache {
             command.arg(self.key(key));
         }
         command.ignore();
-        self.run::<()>("DEL", pipeline).await;
+        self.run::<()>("DEL", pipeline).await.is_some()
     }
 }
 
@@ -330,7 +335,7 @@ mod tests {
         cache.set_many(&[("b".into(), b"2".to_vec())], Duration::ZERO).await;
         let values = cache.get_many(&["a".into(), "b".into(), "c".into()]).await;
         assert_eq!(values, vec![Some(b"1".to_vec()), None, None]);
-        cache.delete(&["a".into()]).await;
+        assert!(cache.delete(&["a".into()]).await);
         assert_eq!(cache.get_many(&["a".into()]).await, vec![None]);
     }
 
@@ -367,5 +372,6 @@ mod tests {
         let cache = Cache::from_config(&config).expect("valid url");
         assert!(!cache.set_many(&[("k".into(), b"v".to_vec())], Duration::from_secs(1)).await);
         assert_eq!(cache.get_many(&["k".into()]).await, vec![None]);
+        assert!(!cache.delete(&["k".into()]).await);
     }
 }

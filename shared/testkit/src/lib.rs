@@ -17,6 +17,9 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+mod redis_server;
+pub use redis_server::PrivateRedis;
+
 pub fn database_server_url() -> String {
     std::env::var("BRANCHSCORE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
