@@ -3,8 +3,8 @@
 use crate::explain;
 use crate::ingest::{self, KnownReferences};
 use crate::latest_run::LatestRun;
+use crate::score_cache::ScoreCache;
 use crate::store::{self, Catalogue, ClientFilter};
-use branchscore_platform::cache::Cache;
 use branchscore_platform::coalesce::Coalescer;
 use branchscore_platform::config::CompanyConfig;
 use branchscore_platform::validate::Violations;
@@ -13,11 +13,9 @@ use branchscore_proto::clients::v1::clients_service_server::ClientsService;
 use branchscore_proto::clients::v1::*;
 use branchscore_proto::convert;
 use chrono::Datelike;
-use prost::Message;
 use sqlx::PgPool;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
@@ -45,7 +43,7 @@ const CLIENT_WRITERS: &[Role] = &[Role::Admin, Role::ErpIntegration, Role::Branc
 #[derive(Debug, Clone)]
 pub struct ClientsApi {
     pool: PgPool,
-    cache: Cache,
+    score_cache: ScoreCache,
     company: CompanyConfig,
     stored_scores: Coalescer<String, ClientScore>,
     latest_run: LatestRun,
@@ -53,26 +51,19 @@ pub struct ClientsApi {
 
 impl ClientsApi {
     /// Call within a Tokio runtime: it starts the task that coalesces score reads.
-    pub fn new(
-        pool: PgPool,
-        cache: Cache,
-        company: CompanyConfig,
-        score_cache_ttl: Duration,
-        latest_run: LatestRun,
-    ) -> Self {
-        let stored_scores = stored_scores(pool.clone(), cache.clone(), score_cache_ttl);
-        ClientsApi { pool, cache, company, stored_scores, latest_run }
+    pub fn new(pool: PgPool, score_cache: ScoreCache, company: CompanyConfig, latest_run: LatestRun) -> Self {
+        let stored_scores = stored_scores(pool.clone(), score_cache.clone());
+        ClientsApi { pool, score_cache, company, stored_scores, latest_run }
     }
 
     /// Scores of `ids` within the caller's scope: cache first, Postgres for
     /// the misses (which then fill the cache).
     async fn scores(&self, ids: &[String], principal: &Principal) -> AppResult<Vec<ClientScore>> {
-        let keys: Vec<String> = ids.iter().map(|id| score_key(id)).collect();
-        let cached = self.cache.get_many(&keys).await;
+        let cached = self.score_cache.get_many(ids).await;
         let mut found = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
-        for (id, bytes) in ids.iter().zip(cached) {
-            match bytes.and_then(|b| ClientScore::decode(b.as_slice()).ok()) {
+        for (id, score) in ids.iter().zip(cached) {
+            match score {
                 Some(score) => found.push(score),
                 None => missing.push(id.clone()),
             }
@@ -110,24 +101,16 @@ fn add_inserted(
 /// calls in flight, and put in the cache. The whole network's rows are read so
 /// the cache is filled for every caller; `ClientsApi::scores` applies the
 /// caller's scope to cached and stored scores alike.
-fn stored_scores(pool: PgPool, cache: Cache, ttl: Duration) -> Coalescer<String, ClientScore> {
+fn stored_scores(pool: PgPool, score_cache: ScoreCache) -> Coalescer<String, ClientScore> {
     let read = move |ids: Vec<String>| {
-        let (pool, cache) = (pool.clone(), cache.clone());
+        let (pool, score_cache) = (pool.clone(), score_cache.clone());
         Box::pin(async move {
             let stored = store::scores_by_ids(&pool, &ids, None).await?;
-            let entries: Vec<(String, Vec<u8>)> =
-                stored.iter().map(|s| (score_key(&s.client_id), s.encode_to_vec())).collect();
-            // A recompute may have stored a newer score meanwhile.
-            cache.fill_many(&entries, ttl).await;
+            score_cache.fill(&stored).await;
             Ok(stored.into_iter().map(|s| (s.client_id.clone(), s)).collect())
         }) as futures::future::BoxFuture<'static, AppResult<_>>
     };
     Coalescer::new("client_scores", SCORE_READS_IN_FLIGHT, MAX_BATCH, Arc::new(read))
-}
-
-/// Redis key of a client's score.
-pub fn score_key(client_id: &str) -> String {
-    format!("client_score:{client_id}")
 }
 
 fn scope(principal: &Principal) -> Option<Vec<String>> {
@@ -384,9 +367,13 @@ impl ClientsService for ClientsApi {
             .into());
         }
         tx.commit().await.map_err(AppError::from)?;
-        // A client may have moved branch: the cached score names the old one.
-        let keys: Vec<String> = clients.iter().map(|c| score_key(&c.id)).collect();
-        self.cache.delete(&keys).await;
+        // A moved client's cached score names its old branch. Purged now;
+        // if Redis fails, every replica keeps trying (`ScoreCache::keep_settling`).
+        if !outcome.owed_purges.is_empty()
+            && let Err(error) = self.score_cache.settle(&outcome.owed_purges).await
+        {
+            tracing::warn!(%error, "purges of moved clients' cached scores stay owed");
+        }
         let ids: Vec<String> = clients.iter().map(|c| c.id.clone()).collect();
         let stored = store::clients_by_ids(&self.pool, &ids, None).await.map_err(AppError::from)?;
         Ok(Response::new(BatchUpsertClientsResponse { clients: stored, created_count: outcome.created as i32 }))

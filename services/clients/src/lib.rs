@@ -13,6 +13,7 @@ pub mod nightly;
 pub mod portrait;
 pub mod recompute;
 pub mod satisfaction;
+pub mod score_cache;
 pub mod scoring_api;
 pub mod settings;
 pub mod store;
@@ -26,6 +27,7 @@ use branchscore_proto::clients::v1::clients_service_server::ClientsServiceServer
 use branchscore_proto::clients::v1::scoring_service_server::ScoringServiceServer;
 use recompute::Recompute;
 use satisfaction::SatisfactionSource;
+use score_cache::ScoreCache;
 use scoring_api::ScoringApi;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -80,15 +82,16 @@ pub async fn run(
         |context| {
             let max = context.server.max_message_bytes;
             let latest_run = latest_run::LatestRun::new(context.pool.clone());
+            let score_cache = ScoreCache::new(context.cache, context.pool.clone(), ttl);
             let recompute = Recompute {
                 pool: context.pool.clone(),
-                cache: context.cache.clone(),
+                score_cache: score_cache.clone(),
                 currency: context.company.currency.clone(),
-                score_cache_ttl: ttl,
                 satisfaction: feedback.clone().map(|channel| SatisfactionSource::new(channel, &platform.peers.client)),
                 latest_run: latest_run.clone(),
             };
             tokio::spawn(latest_run.clone().keep_reading(nightly_shutdown.clone()));
+            tokio::spawn(score_cache.clone().keep_settling(nightly_shutdown.clone()));
             tokio::spawn(freshness::keep_fresh(
                 context.pool.clone(),
                 context.company.clone(),
@@ -102,7 +105,7 @@ pub async fn run(
             let scoring = ScoringServiceServer::new(ScoringApi::new(recompute, context.company.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max);
-            let api = api::ClientsApi::new(context.pool, context.cache, context.company, ttl, latest_run);
+            let api = api::ClientsApi::new(context.pool, score_cache, context.company, latest_run);
             let clients = ClientsServiceServer::new(api).max_decoding_message_size(max).max_encoding_message_size(max);
             ServerBuilder::new(context.server)
                 .add_service(InterceptedService::new(clients, context.authenticator.clone()))

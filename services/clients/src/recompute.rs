@@ -6,8 +6,8 @@ use crate::explain::{self, ScoreContext};
 use crate::latest_run::{LatestRun, RunStamp};
 use crate::maturity_batch::{self, Products};
 use crate::satisfaction::SatisfactionSource;
+use crate::score_cache::ScoreCache;
 use crate::store::{self, MonthlyActivity, RunOutcome, ScoreRow};
-use branchscore_platform::cache::Cache;
 use branchscore_platform::client::CallCredentials;
 use branchscore_platform::{AppError, AppResult};
 use branchscore_proto::clients::v1::{Product, RecomputePhase, RecomputeSummary};
@@ -17,13 +17,10 @@ use branchscore_scoring::window::{AnalysisWindow, LifecyclePeriods};
 use chrono::NaiveDate;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Advisory lock key of the recompute ("BSRECOMP").
 const LOCK_KEY: i64 = 0x4253_5245_434f_4d50;
-/// Scores per cache pipeline: small enough to finish within the cache's short
-/// command timeout (a slow pipeline counts as failed, and is only a miss later).
-const CACHE_CHUNK: usize = 1_000;
 
 /// Receives (phase, done, total) as the run advances.
 pub trait Progress: Send {
@@ -40,9 +37,8 @@ impl<F: FnMut(RecomputePhase, u64, u64) + Send> Progress for F {
 #[derive(Debug, Clone)]
 pub struct Recompute {
     pub pool: PgPool,
-    pub cache: Cache,
+    pub score_cache: ScoreCache,
     pub currency: String,
-    pub score_cache_ttl: Duration,
     /// The feedback service, for the satisfaction component.
     pub satisfaction: Option<SatisfactionSource>,
     /// Told of each run as it finishes, for this replica's score reads.
@@ -183,21 +179,11 @@ impl Recompute {
         // One pipeline at a time: several in flight queue behind each other in
         // Redis and miss the command timeout (half the scores went uncached in
         // a benchmark run with four).
-        let rewritten: Vec<&ScoreRow> = written.rewritten.iter().map(|&i| &rows[i]).collect();
-        let mut cached = 0u64;
+        let rewritten: Vec<(&str, &[u8])> =
+            written.rewritten.iter().map(|&i| (rows[i].client_id.as_str(), rows[i].record.as_slice())).collect();
         let to_cache = rewritten.len() as u64;
         progress.report(RecomputePhase::Caching, 0, to_cache);
-        for chunk in rewritten.chunks(CACHE_CHUNK) {
-            let entries = cache_entries(chunk);
-            // A later run may not rewrite these scores again, so a cached
-            // older one must not outlive a failed refresh: reads then go to Postgres.
-            if !self.cache.set_many(&entries, self.score_cache_ttl).await {
-                let keys: Vec<String> = entries.into_iter().map(|(key, _)| key).collect();
-                self.cache.delete(&keys).await;
-            }
-            cached += chunk.len() as u64;
-            progress.report(RecomputePhase::Caching, cached, to_cache);
-        }
+        self.score_cache.replace(&rewritten, |cached| progress.report(RecomputePhase::Caching, cached, to_cache)).await;
         let summary = RecomputeSummary {
             run_id,
             as_of: Some(Date::from(as_of)),
@@ -247,11 +233,6 @@ impl RunLock {
         // Closing the session releases its advisory locks.
         let _ = self.0.close().await;
     }
-}
-
-/// The cache's keys and values of some scores.
-fn cache_entries(rows: &[&ScoreRow]) -> Vec<(String, Vec<u8>)> {
-    rows.iter().map(|r| (crate::api::score_key(&r.client_id), r.record.clone())).collect()
 }
 
 /// Distinct product lines of each client's purchases (products missing from

@@ -1,9 +1,11 @@
 //! The clients service over real gRPC on 127.0.0.1 against real Postgres and Redis.
+use branchscore_clients::score_cache::ScoreCache;
 use branchscore_clients::store::ScoreRow;
 use branchscore_platform::Role;
 use branchscore_proto::clients::v1::*;
 use branchscore_proto::common::v1::{AbcClass, LifecycleStatus, Money, XyzClass};
-use branchscore_testkit::{TestEnv, authorized};
+use branchscore_testkit::{PrivateRedis, TestEnv, authorized};
+use prost::Message;
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -314,39 +316,56 @@ async fn missing_or_bad_tokens_are_unauthenticated_but_health_is_open() {
     );
 }
 
-#[tokio::test]
-async fn scores_are_served_from_redis_and_from_postgres_when_redis_is_down() {
-    // A Redis of this test's own, so stopping it disturbs no other test.
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        listener.local_addr().expect("addr").port()
-    };
-    let mut redis = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH");
-    let redis_url = format!("redis://127.0.0.1:{port}");
-    let probe = redis::Client::open(redis_url.as_str()).expect("url");
-    let mut waited = 0;
-    let mut conn = loop {
-        match probe.get_multiplexed_async_connection().await {
-            Ok(conn) => break conn,
-            Err(_) if waited < 100 => {
-                waited += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err(err) => panic!("private redis did not start: {err}"),
-        }
-    };
-
+/// The service with `redis` as its cache, seeded.
+async fn start_with_redis(redis: &PrivateRedis) -> Harness {
     let mut env = TestEnv::new();
-    env.platform.redis.url = redis_url;
+    env.platform.redis.url = redis.url.clone();
     env.platform.redis.reconnect_backoff_ms = std::time::Duration::from_millis(100);
     let config =
         branchscore_clients::Config { server: env.server(), database: env.database.clone(), ..Default::default() };
     let mut h = start_with(env, config).await;
     seed(&mut h).await;
+    h
+}
+
+async fn holds(redis: &PrivateRedis, key: &str) -> bool {
+    let exists: bool = redis::cmd("EXISTS").arg(key).query_async(&mut redis.connection().await).await.expect("EXISTS");
+    exists
+}
+
+/// Whether Redis holds `key`; then snapshots it with a canary key beside.
+async fn snapshot_holding(redis: &PrivateRedis, key: &str) -> bool {
+    let () = redis::cmd("SET").arg("canary").arg(1).query_async(&mut redis.connection().await).await.expect("SET");
+    let held = holds(redis, key).await;
+    redis.save().await;
+    held
+}
+
+/// Restarts Redis from its snapshot; the canary shows the snapshot was
+/// loaded (the service may purge what it owes at any moment after).
+async fn restart_from_snapshot(redis: &mut PrivateRedis) {
+    redis.restart().await;
+    assert!(holds(redis, "canary").await, "Redis came back from its snapshot");
+}
+
+/// Waits (up to 10 s) until no cached score is owed a purge.
+async fn until_no_purge_is_owed(h: &Harness) {
+    for _ in 0..100 {
+        if count(h, "score_cache_purges").await == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("owed purges of cached scores were not settled");
+}
+
+#[tokio::test]
+async fn scores_are_served_from_redis_and_from_postgres_when_redis_is_down() {
+    // A Redis of this test's own, so stopping it disturbs no other test.
+    let mut redis = PrivateRedis::start().await;
+    let mut conn = redis.connection().await;
+
+    let mut h = start_with_redis(&redis).await;
     let pool = sqlx::PgPool::connect(&h.env.database.url).await.expect("pool");
     save_scores(&pool, &[sample_score("C-WAW-1", "WAW")]).await;
     let admin = h.admin.clone();
@@ -367,8 +386,7 @@ async fn scores_are_served_from_redis_and_from_postgres_when_redis_is_down() {
     assert_eq!(hit.score, 72.5);
 
     // Redis dies: reads fall back to Postgres and keep working.
-    redis.kill().expect("kill redis");
-    redis.wait().expect("redis exited");
+    redis.stop();
     for _ in 0..3 {
         let fallback =
             h.client.get_client_score(ask()).await.expect("served from Postgres").into_inner().score.expect("score");
@@ -414,4 +432,81 @@ async fn health_turns_serving_only_after_migrations() {
     // Shutdown: NOT_SERVING from the first moment, then the server stops.
     env.shutdown.cancel();
     running.task.await.expect("join").expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_moved_clients_cached_score_is_purged_even_if_redis_was_down_at_the_move() {
+    let mut redis = PrivateRedis::start().await;
+    let mut h = start_with_redis(&redis).await;
+    let pool = sqlx::PgPool::connect(&h.env.database.url).await.expect("pool");
+    save_scores(&pool, &[sample_score("C-WAW-1", "WAW")]).await;
+    let warsaw = h.env.token(Role::BranchStaff, &["WAW"]);
+    let krakow = h.env.token(Role::BranchStaff, &["KRK"]);
+    let ask = |token: &str| authorized(token, GetClientScoreRequest { client_id: "C-WAW-1".into() });
+    let key = format!("{}client_score:C-WAW-1", h.env.platform.redis.key_prefix);
+
+    // Warsaw reads its client's score, which is now cached (naming Warsaw),
+    // and Redis keeps a snapshot of it.
+    h.client.get_client_score(ask(&warsaw)).await.expect("Warsaw reads its client");
+    assert!(snapshot_holding(&redis, &key).await, "the read cached the score");
+
+    // The client moves to Kraków while Redis is down, which comes back with the snapshot.
+    redis.stop();
+    let moved = BatchUpsertClientsRequest { clients: vec![client("C-WAW-1", "KRK", "E-KRK")] };
+    h.client.batch_upsert_clients(authorized(&h.admin, moved)).await.expect("moved while Redis is down");
+    assert_eq!(count(&h, "score_cache_purges").await, 1, "the purge is owed with the move");
+    restart_from_snapshot(&mut redis).await;
+
+    // Within about a second the service purges it: Warsaw no longer reads
+    // the client, Kraków does.
+    until_no_purge_is_owed(&h).await;
+    assert!(!holds(&redis, &key).await, "the purge was settled by deleting the key");
+    let refused = h.client.get_client_score(ask(&warsaw)).await.expect_err("Warsaw's former client");
+    assert!(matches!(refused.code(), Code::NotFound | Code::PermissionDenied), "{refused:?}");
+    let score = h.client.get_client_score(ask(&krakow)).await.expect("Kraków reads it").into_inner().score;
+    assert_eq!(score.expect("score").branch_id, "KRK");
+
+    // Upserting the same client again moves nothing and owes nothing.
+    let again = BatchUpsertClientsRequest { clients: vec![client("C-WAW-1", "KRK", "E-KRK")] };
+    h.client.batch_upsert_clients(authorized(&h.admin, again)).await.expect("same data again");
+    assert_eq!(count(&h, "score_cache_purges").await, 0);
+}
+
+#[tokio::test]
+async fn scores_a_recompute_could_not_cache_are_purged_once_redis_is_back() {
+    let mut redis = PrivateRedis::start().await;
+    let h = start_with_redis(&redis).await;
+    let pool = sqlx::PgPool::connect(&h.env.database.url).await.expect("pool");
+    let mut config = h.env.platform.redis.clone();
+    config.reconnect_backoff_ms = std::time::Duration::from_millis(100);
+    let score_cache = ScoreCache::new(
+        branchscore_platform::cache::Cache::from_config(&config).expect("cache"),
+        pool.clone(),
+        std::time::Duration::from_secs(3600),
+    );
+    let older = sample_score("C-KRK-1", "KRK");
+    score_cache.fill(std::slice::from_ref(&older)).await;
+    let key = format!("{}client_score:C-KRK-1", h.env.platform.redis.key_prefix);
+    assert!(snapshot_holding(&redis, &key).await, "the older score is cached");
+
+    // A run rewrote the score while Redis was down, then Redis came back
+    // from its snapshot holding the older one.
+    redis.stop();
+    let newer = ClientScore { score: 10.0, score_class: "basic".into(), ..older };
+    let record = newer.encode_to_vec();
+    let mut reported = Vec::new();
+    score_cache.replace(&[("C-KRK-1", record.as_slice())], |done| reported.push(done)).await;
+    assert_eq!(reported, [1], "progress is reported per pipeline");
+    assert_eq!(count(&h, "score_cache_purges").await, 1, "the failed refresh is owed a purge");
+    restart_from_snapshot(&mut redis).await;
+
+    // The service's own replica settles it; this one then finds nothing owed.
+    until_no_purge_is_owed(&h).await;
+    assert_eq!(score_cache.get_many(&["C-KRK-1".into()]).await, [None]);
+    assert_eq!(score_cache.settle_owed().await.expect("settle"), 0);
+
+    // With Redis up, a refresh is cached and owes nothing.
+    score_cache.replace(&[("C-KRK-1", record.as_slice())], |_| {}).await;
+    assert_eq!(score_cache.get_many(&["C-KRK-1".into()]).await, [Some(newer)]);
+    assert_eq!(count(&h, "score_cache_purges").await, 0);
 }

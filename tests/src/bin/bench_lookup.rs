@@ -369,7 +369,7 @@ impl Bench {
         let keys: Vec<String> = self
             .ids
             .iter()
-            .map(|id| format!("{}{}", self.key_prefix, branchscore_clients::api::score_key(id)))
+            .map(|id| format!("{}{}", self.key_prefix, branchscore_clients::score_cache::ScoreCache::key(id)))
             .collect();
         let redis = &mut self.redis;
         self.load.block_on(async {

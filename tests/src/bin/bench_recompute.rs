@@ -27,6 +27,7 @@
 //! 3x faster than the reference, peak memory under 2 GB.
 use branchscore_clients::latest_run::LatestRun;
 use branchscore_clients::recompute::{Recompute, RunLock};
+use branchscore_clients::score_cache::ScoreCache;
 use branchscore_platform::cache::Cache;
 use branchscore_platform::config::{DatabaseConfig, RedisConfig};
 use branchscore_platform::db;
@@ -138,11 +139,11 @@ async fn recompute_child(
         RedisConfig { url: redis_url.to_owned(), key_prefix: redis_prefix.to_owned(), ..RedisConfig::default() };
     let cache = Cache::from_config(&redis)?;
     // No feedback service: the satisfaction component is absent (the reference has none either).
+    let ttl = branchscore_clients::Config::default().score_cache_ttl_ms;
     let recompute = Recompute {
         pool: pool.clone(),
-        cache,
+        score_cache: ScoreCache::new(cache, pool.clone(), ttl),
         currency: "PLN".into(),
-        score_cache_ttl: Duration::from_secs(36 * 3600),
         satisfaction: None,
         latest_run: LatestRun::new(pool.clone()),
     };

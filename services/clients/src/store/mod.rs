@@ -15,6 +15,7 @@ macro_rules! month_activity_columns {
 }
 
 mod aggregates;
+mod cache_purges;
 mod facts;
 pub mod lifecycle;
 pub mod rollups;
@@ -23,6 +24,7 @@ mod segments;
 pub mod settings;
 
 pub use aggregates::*;
+pub use cache_purges::*;
 pub use facts::*;
 pub use scores::*;
 pub use segments::*;
@@ -232,6 +234,8 @@ pub struct ClientUpsert {
     pub created: usize,
     /// Existing clients of branches outside the caller's scope (not written).
     pub out_of_scope: Vec<String>,
+    /// Purges owed for the cached scores of clients moved to another branch.
+    pub owed_purges: Vec<OwedPurge>,
 }
 
 pub async fn upsert_clients(
@@ -244,17 +248,23 @@ pub async fn upsert_clients(
         clients.iter().map(|c| Some(c.owner_employee_id.clone()).filter(|id| !id.is_empty())).collect();
     let known_since: Vec<NaiveDate> =
         clients.iter().map(|c| c.known_since.and_then(|d| d.to_naive()).unwrap_or_default()).collect();
+    // Every part of the statement sees the rows as they were before it, so
+    // `before` holds each client's branch before the upsert.
     let rows = sqlx::query(
-        "INSERT INTO clients (id, name, kind, industry, size_band, region, founding_year, branch_id,
-                              owner_employee_id, known_since)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::smallint[], $4::text[], $5::smallint[], $6::text[],
-                              $7::int[], $8::text[], $9::text[], $10::date[])
-         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, industry = EXCLUDED.industry,
-             size_band = EXCLUDED.size_band, region = EXCLUDED.region, founding_year = EXCLUDED.founding_year,
-             branch_id = EXCLUDED.branch_id, owner_employee_id = EXCLUDED.owner_employee_id,
-             known_since = EXCLUDED.known_since, updated_at = now()
-         WHERE $11::text[] IS NULL OR clients.branch_id = ANY($11)
-         RETURNING id, (xmax = 0) AS created",
+        "WITH before AS (SELECT id, branch_id FROM clients WHERE id = ANY($1) FOR UPDATE),
+         upserted AS (
+             INSERT INTO clients (id, name, kind, industry, size_band, region, founding_year, branch_id,
+                                  owner_employee_id, known_since)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::smallint[], $4::text[], $5::smallint[], $6::text[],
+                                  $7::int[], $8::text[], $9::text[], $10::date[])
+             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, industry = EXCLUDED.industry,
+                 size_band = EXCLUDED.size_band, region = EXCLUDED.region, founding_year = EXCLUDED.founding_year,
+                 branch_id = EXCLUDED.branch_id, owner_employee_id = EXCLUDED.owner_employee_id,
+                 known_since = EXCLUDED.known_since, updated_at = now()
+             WHERE $11::text[] IS NULL OR clients.branch_id = ANY($11)
+             RETURNING id, branch_id, (xmax = 0) AS created)
+         SELECT u.id, u.created, before.branch_id IS DISTINCT FROM u.branch_id AND NOT u.created AS moved
+         FROM upserted u LEFT JOIN before ON before.id = u.id",
     )
     .bind(text(|c| &c.id))
     .bind(text(|c| &c.name))
@@ -271,13 +281,21 @@ pub async fn upsert_clients(
     .await?;
     let mut outcome = ClientUpsert::default();
     let mut written = HashSet::with_capacity(rows.len());
+    let mut moved = Vec::new();
     for row in rows {
+        let id: String = row.try_get("id")?;
         if row.try_get::<bool, _>("created")? {
             outcome.created += 1;
         }
-        written.insert(row.try_get::<String, _>("id")?);
+        if row.try_get::<bool, _>("moved")? {
+            moved.push(id.clone());
+        }
+        written.insert(id);
     }
     outcome.out_of_scope = clients.iter().filter(|c| !written.contains(&c.id)).map(|c| c.id.clone()).collect();
+    // Owed with the move itself, so no crash or Redis failure after the
+    // commit leaves the old branch's staff reading a cached score.
+    outcome.owed_purges = owe_cache_purges(&mut **tx, &moved).await?;
     // A new owner, branch or registration date moves the client's lifecycle counts.
     rollups::mark_master_data(tx, &written.into_iter().collect::<Vec<_>>()).await?;
     Ok(outcome)

@@ -1,0 +1,113 @@
+//! Client scores in Redis: their keys, the recompute's refresh, the fill
+//! after a miss, and the promise behind them: a cached score that went out
+//! of date is dropped even when Redis failed at the moment it should have
+//! been. A drop Redis could not take is owed in Postgres
+//! (`score_cache_purges`), and every replica settles what is owed within
+//! about a second of Redis answering again.
+use crate::store::{self, OwedPurge};
+use branchscore_platform::AppResult;
+use branchscore_platform::cache::Cache;
+use branchscore_platform::shutdown::{CancellationToken, Ticks};
+use branchscore_proto::clients::v1::ClientScore;
+use prost::Message;
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// Scores per Redis pipeline: small enough to finish within the cache's short
+/// command timeout (a slow pipeline counts as failed).
+const CHUNK: usize = 1_000;
+/// How often a replica looks for owed purges.
+pub const SETTLE_EVERY: Duration = Duration::from_secs(1);
+
+/// The score cache of one replica; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ScoreCache {
+    cache: Cache,
+    pool: PgPool,
+    ttl: Duration,
+}
+
+impl ScoreCache {
+    pub fn new(cache: Cache, pool: PgPool, ttl: Duration) -> Self {
+        ScoreCache { cache, pool, ttl }
+    }
+
+    /// Redis key of a client's score.
+    pub fn key(client_id: &str) -> String {
+        format!("client_score:{client_id}")
+    }
+
+    /// The cached scores of `ids`, in order; `None` for a miss.
+    pub async fn get_many(&self, ids: &[String]) -> Vec<Option<ClientScore>> {
+        let keys: Vec<String> = ids.iter().map(|id| Self::key(id)).collect();
+        let cached = self.cache.get_many(&keys).await;
+        cached.into_iter().map(|bytes| bytes.and_then(|b| ClientScore::decode(b.as_slice()).ok())).collect()
+    }
+
+    /// Caches scores just read from Postgres after a miss. A key already
+    /// holding a score keeps it: a recompute may have stored a newer one
+    /// while these were being read.
+    pub async fn fill(&self, scores: &[ClientScore]) {
+        let entries: Vec<(String, Vec<u8>)> =
+            scores.iter().map(|s| (Self::key(&s.client_id), s.encode_to_vec())).collect();
+        self.cache.fill_many(&entries, self.ttl).await;
+    }
+
+    /// Replaces cached scores by the newer `(client id, record)` a recompute
+    /// stored, reporting the clients done after each pipeline. A later run
+    /// may not rewrite an unchanged score, so a pipeline Redis failed is
+    /// owed a purge: an older cached score must not outlive this run.
+    pub async fn replace(&self, scores: &[(&str, &[u8])], mut done: impl FnMut(u64)) {
+        let mut replaced = 0u64;
+        for chunk in scores.chunks(CHUNK) {
+            let entries: Vec<(String, Vec<u8>)> =
+                chunk.iter().map(|(id, record)| (Self::key(id), record.to_vec())).collect();
+            if !self.cache.set_many(&entries, self.ttl).await {
+                let ids: Vec<String> = chunk.iter().map(|(id, _)| (*id).to_owned()).collect();
+                if let Err(error) = store::owe_cache_purges(&self.pool, &ids).await {
+                    // Nothing else knows these keys: they are served until they expire.
+                    tracing::error!(%error, clients = ids.len(), "cached scores out of date and their purge not owed");
+                }
+            }
+            replaced += chunk.len() as u64;
+            done(replaced);
+        }
+    }
+
+    /// Purges owed cached scores, the oldest first, until none is owed or
+    /// Redis fails; returns how many were settled.
+    pub async fn settle_owed(&self) -> AppResult<u64> {
+        let mut settled = 0;
+        loop {
+            let owed = store::owed_cache_purges(&self.pool, CHUNK as i64).await?;
+            if owed.is_empty() || !self.settle(&owed).await? {
+                return Ok(settled);
+            }
+            settled += owed.len() as u64;
+        }
+    }
+
+    /// Purges these owed cached scores; `false` when Redis did not take
+    /// them, which then stay owed.
+    pub async fn settle(&self, owed: &[OwedPurge]) -> AppResult<bool> {
+        let keys: Vec<String> = owed.iter().map(|purge| Self::key(&purge.client_id)).collect();
+        if !self.cache.delete(&keys).await {
+            return Ok(false);
+        }
+        store::settle_cache_purges(&self.pool, owed).await?;
+        metrics::counter!("score_cache_purges_settled_total").increment(owed.len() as u64);
+        Ok(true)
+    }
+
+    /// Settles owed purges every `SETTLE_EVERY` until `shutdown`.
+    pub async fn keep_settling(self, shutdown: CancellationToken) {
+        let mut ticks = Ticks::new(SETTLE_EVERY, shutdown);
+        while ticks.next().await {
+            match self.settle_owed().await {
+                Ok(0) => {}
+                Ok(settled) => tracing::info!(settled, "owed score cache purges settled"),
+                Err(error) => tracing::warn!(%error, "owed score cache purges not read; trying again"),
+            }
+        }
+    }
+}
