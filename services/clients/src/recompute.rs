@@ -176,9 +176,6 @@ impl Recompute {
         // Postgres holds the truth now; the cache only has to catch up with
         // the scores rewritten (a cached score whose content did not change
         // is still right: reads bring it up to this run).
-        // One pipeline at a time: several in flight queue behind each other in
-        // Redis and miss the command timeout (half the scores went uncached in
-        // a benchmark run with four).
         let rewritten: Vec<(&str, &[u8])> =
             written.rewritten.iter().map(|&i| (rows[i].client_id.as_str(), rows[i].record.as_slice())).collect();
         let to_cache = rewritten.len() as u64;

@@ -56,7 +56,10 @@ impl ScoreCache {
     /// Replaces cached scores by the newer `(client id, record)` a recompute
     /// stored, reporting the clients done after each pipeline. A later run
     /// may not rewrite an unchanged score, so a pipeline Redis failed is
-    /// owed a purge: an older cached score must not outlive this run.
+    /// owed a purge: an older cached score must not outlive this run. One
+    /// pipeline at a time: several in flight queue behind each other in
+    /// Redis and miss the command timeout (half the scores went uncached in
+    /// a benchmark run with four).
     pub async fn replace(&self, scores: &[(&str, &[u8])], mut done: impl FnMut(u64)) {
         let mut replaced = 0u64;
         for chunk in scores.chunks(CHUNK) {

@@ -244,7 +244,7 @@ pub async fn write_scores(
 
 /// Which of `rows` have the fingerprint of their stored score, read in one
 /// pass over the stored fingerprints (found by binary search among the rows
-/// sorted by id, which costs 4 bytes a row rather than a map's dozens).
+/// sorted by id, which costs 8 bytes a row rather than a map's dozens).
 async fn same_as_stored(tx: &mut Transaction<'_, Postgres>, rows: &[ScoreRow]) -> sqlx::Result<Vec<bool>> {
     let mut by_id: Vec<usize> = (0..rows.len()).collect();
     by_id.sort_unstable_by(|&a, &b| rows[a].client_id.cmp(&rows[b].client_id));
