@@ -31,6 +31,7 @@ use linfa_clustering::{KMeans, KMeansInit};
 use ndarray::{Array2, Axis};
 use rand_chacha_linfa::ChaCha8Rng;
 use rand_chacha_linfa::rand_core::{RngCore, SeedableRng};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::Money;
@@ -259,13 +260,16 @@ pub fn cluster(points: &[ClusterPoint<'_>], settings: &ClusteringSettings) -> Re
             if min_k > distinct {
                 return Err(ClusteringError::TooFewPoints { k: min_k, distinct_points: distinct });
             }
+            let fits = (min_k..=max_k.min(distinct))
+                .map(|k| Ok((k, fit_labels(z, k, settings)?)))
+                .collect::<Result<Vec<_>, ClusteringError>>()?;
             let sample = sample_indices(z.nrows(), settings.silhouette_sample);
-            let mut candidates = Vec::new();
+            let labellings: Vec<(&[usize], usize)> = fits.iter().map(|(k, fit)| (fit.labels.as_slice(), *k)).collect();
+            let scores = silhouettes(z, &labellings, &sample);
+            let candidates: Vec<SilhouetteCandidate> =
+                fits.iter().zip(&scores).map(|(&(k, _), &silhouette)| SilhouetteCandidate { k, silhouette }).collect();
             let mut best: Option<(usize, Fitted, f64)> = None;
-            for k in min_k..=max_k.min(distinct) {
-                let fit = fit_labels(z, k, settings)?;
-                let s = silhouette(z, &fit.labels, k, &sample);
-                candidates.push(SilhouetteCandidate { k, silhouette: s });
+            for ((k, fit), s) in fits.into_iter().zip(scores) {
                 if best.as_ref().is_none_or(|(_, _, b)| s > *b) {
                     best = Some((k, fit, s));
                 }
@@ -410,46 +414,71 @@ fn sample_indices(n: usize, max: usize) -> Vec<usize> {
     (0..max).map(|i| i * n / max).collect()
 }
 
-/// Mean silhouette over the sample (distances within the sample). A point
-/// alone in its cluster, or at distance 0 from everything, scores 0.
-fn silhouette(z: &Array2<f64>, labels: &[usize], k: usize, sample: &[usize]) -> f64 {
+/// Mean silhouette of each labelling `(labels, k)` over the sample
+/// (distances within the sample). A point alone in its cluster, or at
+/// distance 0 from everything, scores 0. The distances do not depend on
+/// the labelling, so one pass over the sample's pairs serves every
+/// candidate k. Each point's values are computed on their own (in
+/// parallel) and summed in sample order, so the result does not depend on
+/// the number of threads.
+fn silhouettes(z: &Array2<f64>, labellings: &[(&[usize], usize)], sample: &[usize]) -> Vec<f64> {
     if sample.is_empty() {
-        return 0.0;
+        return vec![0.0; labellings.len()];
     }
-    let mut sums = vec![0.0; k];
-    let mut counts = vec![0usize; k];
-    for &j in sample {
-        if let Some(c) = counts.get_mut(labels[j]) {
-            *c += 1;
-        }
-    }
-    let mut total = 0.0;
-    for &i in sample {
-        sums.iter_mut().for_each(|s| *s = 0.0);
-        let row_i = z.row(i);
-        for &j in sample {
+    let rows: Vec<Vec<f64>> = sample.iter().map(|&i| z.row(i).to_vec()).collect();
+    // Per sample point, its label in each labelling; per labelling, where
+    // its clusters' sums start in a point's accumulator.
+    let labels: Vec<Vec<usize>> =
+        sample.iter().map(|&i| labellings.iter().map(|(labels, _)| labels[i]).collect()).collect();
+    let offsets: Vec<usize> = labellings.iter().scan(0, |at, &(_, k)| Some(std::mem::replace(at, *at + k))).collect();
+    let counts: Vec<Vec<usize>> = labellings
+        .iter()
+        .enumerate()
+        .map(|(l, &(_, k))| {
+            let mut counts = vec![0usize; k];
+            for point in &labels {
+                if let Some(c) = counts.get_mut(point[l]) {
+                    *c += 1;
+                }
+            }
+            counts
+        })
+        .collect();
+    let clusters: usize = labellings.iter().map(|&(_, k)| k).sum();
+    let mut per_point = vec![0.0; sample.len() * labellings.len()];
+    per_point.par_chunks_mut(labellings.len()).enumerate().for_each(|(i, values)| {
+        let mut sums = vec![0.0; clusters];
+        for (j, row_j) in rows.iter().enumerate() {
             if i != j {
-                let dist = row_i.iter().zip(z.row(j).iter()).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
-                if let Some(s) = sums.get_mut(labels[j]) {
-                    *s += dist;
+                let dist = rows[i].iter().zip(row_j).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+                for (l, &label) in labels[j].iter().enumerate() {
+                    if label < labellings[l].1 {
+                        sums[offsets[l] + label] += dist;
+                    }
                 }
             }
         }
-        let own = labels[i];
-        let own_count = counts.get(own).copied().unwrap_or(0);
-        if own_count <= 1 {
-            continue;
+        for (l, value) in values.iter_mut().enumerate() {
+            let (k, counts, sums) = (labellings[l].1, &counts[l], &sums[offsets[l]..offsets[l] + labellings[l].1]);
+            *value = point_silhouette(labels[i][l], k, counts, sums);
         }
-        let a = sums[own] / (own_count - 1) as f64;
-        let b =
-            (0..k).filter(|&c| c != own && counts[c] > 0).map(|c| sums[c] / counts[c] as f64).min_by(f64::total_cmp);
-        let Some(b) = b else { continue };
-        let max = a.max(b);
-        if max > 0.0 {
-            total += (b - a) / max;
-        }
+    });
+    (0..labellings.len())
+        .map(|l| per_point.iter().skip(l).step_by(labellings.len()).sum::<f64>() / sample.len() as f64)
+        .collect()
+}
+
+/// One point's silhouette from its summed distances to each cluster.
+fn point_silhouette(own: usize, k: usize, counts: &[usize], sums: &[f64]) -> f64 {
+    let own_count = counts.get(own).copied().unwrap_or(0);
+    if own_count <= 1 {
+        return 0.0;
     }
-    total / sample.len() as f64
+    let a = sums[own] / (own_count - 1) as f64;
+    let b = (0..k).filter(|&c| c != own && counts[c] > 0).map(|c| sums[c] / counts[c] as f64).min_by(f64::total_cmp);
+    let Some(b) = b else { return 0.0 };
+    let max = a.max(b);
+    if max > 0.0 { (b - a) / max } else { 0.0 }
 }
 
 /// Renumbers clusters by size (largest first, ties by the model's number)
@@ -570,6 +599,22 @@ mod tests {
         let best = c.silhouette.unwrap();
         assert!(best > 0.8, "{best}");
         assert!(c.candidates.iter().all(|x| x.silhouette <= best));
+    }
+
+    #[test]
+    fn silhouettes_of_several_labellings_by_hand() {
+        // Points 0, 1, 10, 11 on a line.
+        let z = Array2::from_shape_vec((4, 1), vec![0.0, 1.0, 10.0, 11.0]).expect("shape");
+        let two = [0, 0, 1, 1];
+        let three = [0, 1, 2, 2];
+        let scores = silhouettes(&z, &[(&two, 2), (&three, 3)], &[0, 1, 2, 3]);
+        // k = 2: a = 1 for everybody; b = 10.5, 9.5, 9.5, 10.5.
+        let expected_two = (9.5 / 10.5 + 8.5 / 9.5) / 2.0;
+        // k = 3: the singletons score 0; 10 and 11 have a = 1, b = 9 and 10.
+        let expected_three = (8.0 / 9.0 + 9.0 / 10.0) / 4.0;
+        assert!((scores[0] - expected_two).abs() < 1e-12, "{scores:?}");
+        assert!((scores[1] - expected_three).abs() < 1e-12, "{scores:?}");
+        assert_eq!(silhouettes(&z, &[(&two, 2)], &[]), vec![0.0]);
     }
 
     #[test]
