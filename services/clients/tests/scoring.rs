@@ -282,8 +282,14 @@ async fn a_later_run_rewrites_only_the_scores_whose_content_changed() {
     assert_eq!(seen, next, "the other replica reads the newest run");
 
     // C-WAW-2 buys on the 24th: its recency and R score change, so its score is rewritten.
+    // C-WAW-5, new, buys too: its first score and history row go in beside the rewrite.
+    let newcomer = BatchUpsertClientsRequest { clients: vec![client("C-WAW-5", "WAW", "E-WAW")] };
+    h.client.batch_upsert_clients(authorized(&admin, newcomer)).await.expect("new client");
     let erp = h.env.token(Role::ErpIntegration, &["*"]);
-    let lines = vec![sale("W2-2", "C-WAW-2", "WAW", (2026, 11, 24), 5_000)];
+    let lines = vec![
+        sale("W2-2", "C-WAW-2", "WAW", (2026, 11, 24), 5_000),
+        sale("W5-1", "C-WAW-5", "WAW", (2026, 11, 24), 7_000),
+    ];
     h.client
         .import_transactions(authorized(&erp, tokio_stream::iter([ImportTransactionsRequest { lines }])))
         .await
@@ -297,6 +303,19 @@ async fn a_later_run_rewrites_only_the_scores_whose_content_changed() {
     let w2 = score(&mut h, "C-WAW-2").await;
     assert_eq!((w2.recency_days, w2.last_purchase, w2.as_of), (0, next, next));
     assert_eq!(cached(&h, "C-WAW-2").await.map(|c| (c.recency_days, c.as_of)), Some((0, next)), "re-cached");
+    assert!(rewritten.contains(&"C-WAW-5".to_owned()), "{rewritten:?}");
+    let w5 = score(&mut h, "C-WAW-5").await;
+    assert_eq!((w5.lifecycle_status(), w5.last_purchase, w5.as_of), (LifecycleStatus::New, next, next));
+    assert_eq!(cached(&h, "C-WAW-5").await.map(|c| c.as_of), Some(next), "cached");
+    let history = scoring
+        .get_client_history(authorized(&admin, GetClientHistoryRequest { client_id: "C-WAW-5".into(), limit: 0 }))
+        .await
+        .expect("history")
+        .into_inner()
+        .entries;
+    let first_entry = history.iter().map(|e| (e.as_of, e.lifecycle_status(), e.previous_lifecycle_status()));
+    assert_eq!(first_entry.collect::<Vec<_>>(), [(next, LifecycleStatus::New, LifecycleStatus::Unspecified)]);
+    assert!(bought.changed >= 1, "the newcomer's first history row counts: {bought:?}");
 }
 
 #[tokio::test]

@@ -90,6 +90,13 @@ impl BinaryRows {
         }
     }
 
+    pub fn optional_i64(&mut self, value: Option<i64>) -> &mut Self {
+        match value {
+            Some(value) => self.i64(value),
+            None => self.null(),
+        }
+    }
+
     /// Rows started so far.
     pub fn rows(&self) -> u64 {
         self.rows

@@ -43,13 +43,12 @@ impl From<ClientScore> for ScoreRow {
             recency_days: std::mem::take(&mut score.recency_days),
             ..ClientScore::default()
         };
-        let mut record = score.encode_to_vec();
+        // Allocated once and exactly: a million records are held at once,
+        // and growing one would copy it and could leave spare capacity.
+        let mut record = Vec::with_capacity(score.encoded_len() + run.encoded_len());
+        score.encode(&mut record).expect("a Vec always has room");
         let content_hash = fingerprint(&record);
-        let run_fields = run.encode_to_vec();
-        // Exactly: a million records held at once would otherwise carry the
-        // spare half of a doubled allocation each.
-        record.reserve_exact(run_fields.len());
-        record.extend_from_slice(&run_fields);
+        run.encode(&mut record).expect("a Vec always has room");
         ScoreRow {
             client_id: score.client_id,
             as_of: run.as_of.and_then(|d| d.to_naive()).unwrap_or_default(),
@@ -105,8 +104,12 @@ pub async fn scores_by_ids(pool: &PgPool, ids: &[String], scope: Option<&[String
         .collect()
 }
 
-/// Rows per COPY message while staging scores.
-const STAGE_CHUNK: usize = 10_000;
+/// Rows per COPY message.
+const COPY_CHUNK: usize = 10_000;
+
+/// The columns of `client_scores` a write gives, in COPY order.
+const SCORE_COLUMNS: &str = "client_id, as_of, score, score_class, abc_class, xyz_class, rfm_code, rfm_segment, \
+     lifecycle_status, window_revenue_minor, currency, settings_version, cluster, content_hash, record, run_id";
 
 /// What `write_scores` wrote.
 #[derive(Debug, Default)]
@@ -118,21 +121,39 @@ pub struct ScoresWritten {
     pub rewritten: Vec<usize>,
 }
 
+/// How a client's new score compares with its stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// No stored score: the client is scored for the first time.
+    None,
+    /// The stored score has the same content (fingerprint).
+    Same,
+    /// The stored score differs.
+    Different,
+}
+
 /// Writes the latest score of each client in `rows` (distinct clients).
+///
 /// A score whose content (fingerprint) is the stored one's is left alone: a
 /// nightly run changes few clients, and reads bring an older record up to
-/// the newest run (`explain::rebase`). The rest are staged in a temporary
-/// table by binary COPY, then one statement appends a history row for each
-/// client whose classes, lifecycle status or score band differ from its
-/// stored score or that has none yet (only for a run), and two statements
-/// rewrite the changed scores and insert the new ones (ON CONFLICT rather
-/// than an anti-join: the planner would plan the join against the table as
-/// empty as it was at the start, and scan it once per row as it grows).
-/// Set-based, so Postgres joins and writes a million clients in a pass
-/// instead of a statement per chunk. The caller holds the run lock (one
-/// writer). `progress` hears the rows staged so far (WRITING), then each
-/// step as it starts (0) and ends (all rows): RECORDING_HISTORY (only for a
-/// run) and STORING.
+/// the newest run (`explain::rebase`). A client scored for the first time
+/// gets its score and (for a run) its first history row by binary COPY
+/// straight into the tables, the bulk of a first run. A changed score is
+/// staged in a temporary table by binary COPY, then one statement appends
+/// a history row for each client whose classes, lifecycle status or score
+/// band differ from its stored score (only for a run) and one rewrites
+/// them: set-based, so Postgres joins and writes a million clients in a
+/// pass instead of a statement per chunk.
+///
+/// The table is locked against other writers (not readers) first, so the
+/// stored scores read at the start are the stored scores until the commit,
+/// and a first score cannot meet a row written meanwhile. A client without
+/// a stored score has no history either: both are written in one
+/// transaction and neither is ever deleted on its own.
+///
+/// `progress` hears WRITING as the comparison starts and the rows staged
+/// so far, then the rows done of each step: RECORDING_HISTORY (only for a
+/// run) and STORING, each ending with all rows.
 pub async fn write_scores(
     tx: &mut Transaction<'_, Postgres>,
     run_id: Option<i64>,
@@ -140,125 +161,199 @@ pub async fn write_scores(
     mut progress: impl FnMut(RecomputePhase, u64),
 ) -> sqlx::Result<ScoresWritten> {
     let all = rows.len() as u64;
-    sqlx::query("DROP TABLE IF EXISTS pg_temp.staged_scores").execute(&mut **tx).await?;
-    sqlx::query(
-        "CREATE TEMPORARY TABLE staged_scores (
-             client_id text NOT NULL, as_of date NOT NULL, score float8 NOT NULL, score_class text NOT NULL,
-             abc_class smallint NOT NULL, xyz_class smallint NOT NULL, rfm_code text NOT NULL,
-             rfm_segment text NOT NULL, lifecycle_status smallint NOT NULL, window_revenue_minor bigint NOT NULL,
-             currency text NOT NULL, settings_version bigint NOT NULL, cluster integer, content_hash bigint NOT NULL,
-             record bytea NOT NULL
-         ) ON COMMIT DROP",
-    )
-    .execute(&mut **tx)
-    .await?;
-    // Only what changed goes further: a score with its stored fingerprint
-    // needs no history row (its classes are part of it) and no rewrite.
-    // The run lock makes this writer the only one, so exactly these are
-    // rewritten or inserted below.
-    let unchanged = same_as_stored(tx, rows).await?;
-    let rewritten: Vec<usize> = (0..rows.len()).filter(|&i| !unchanged[i]).collect();
-    drop(unchanged);
-    let changed: Vec<&ScoreRow> = rewritten.iter().map(|&i| &rows[i]).collect();
-    let mut copy = tx.copy_in_raw("COPY staged_scores FROM STDIN (FORMAT binary)").await?;
-    let mut encoded = BinaryRows::new();
-    for chunk in changed.chunks(STAGE_CHUNK) {
-        for r in chunk {
-            encoded
-                .row(15)
-                .text(&r.client_id)
-                .date(r.as_of)
-                .f64(r.score)
-                .text(&r.score_class)
-                .i16(r.abc_class)
-                .i16(r.xyz_class)
-                .text(&r.rfm_code)
-                .text(&r.rfm_segment)
-                .i16(r.lifecycle_status)
-                .i64(r.window_revenue_minor)
-                .text(&r.currency)
-                .i64(r.settings_version)
-                .optional_i32(r.cluster)
-                .i64(r.content_hash)
-                .bytes(&r.record);
-        }
-        copy.send(encoded.take()).await?;
-        progress(RecomputePhase::Writing, encoded.rows());
+    progress(RecomputePhase::Writing, 0);
+    sqlx::query("LOCK TABLE client_scores IN SHARE ROW EXCLUSIVE MODE").execute(&mut **tx).await?;
+    let stored = compare_with_stored(tx, rows).await?;
+    let of = |wanted: Stored| -> Vec<&ScoreRow> {
+        rows.iter().zip(&stored).filter(|(_, s)| **s == wanted).map(|(r, _)| r).collect()
+    };
+    let (first, changed) = (of(Stored::None), of(Stored::Different));
+    let rewritten: Vec<usize> = (0..rows.len()).filter(|&i| stored[i] != Stored::Same).collect();
+    drop(stored);
+
+    if !changed.is_empty() {
+        stage(tx, run_id, &changed, |staged| progress(RecomputePhase::Writing, staged)).await?;
     }
-    copy.send(encoded.finish()).await?;
-    copy.finish().await?;
-    // Without statistics the planner would guess a few rows and loop over the index.
-    sqlx::query("ANALYZE staged_scores").execute(&mut **tx).await?;
     let history = match run_id {
         Some(run_id) => {
             progress(RecomputePhase::RecordingHistory, 0);
-            let appended = sqlx::query(
-                "INSERT INTO client_class_history (client_id, as_of, run_id, abc_class, xyz_class, rfm_segment,
-                 lifecycle_status, previous_lifecycle_status, score_class, settings_version, previous_abc_class)
-             SELECT n.client_id, n.as_of, $1, n.abc_class, n.xyz_class, n.rfm_segment, n.lifecycle_status,
-                    COALESCE(o.lifecycle_status, 0), n.score_class, n.settings_version, COALESCE(o.abc_class, 0)
-             FROM staged_scores n LEFT JOIN client_scores o ON o.client_id = n.client_id
-             WHERE o.client_id IS NULL
-                OR (o.abc_class, o.xyz_class, o.rfm_segment, o.lifecycle_status, o.score_class)
-                   IS DISTINCT FROM (n.abc_class, n.xyz_class, n.rfm_segment, n.lifecycle_status, n.score_class)
-             ON CONFLICT (client_id, as_of) DO UPDATE SET run_id = EXCLUDED.run_id, abc_class = EXCLUDED.abc_class,
-                 xyz_class = EXCLUDED.xyz_class, rfm_segment = EXCLUDED.rfm_segment,
-                 lifecycle_status = EXCLUDED.lifecycle_status, score_class = EXCLUDED.score_class,
-                 settings_version = EXCLUDED.settings_version",
-            )
-            .bind(run_id)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
+            let moved = if changed.is_empty() { 0 } else { record_changes(tx, run_id).await? };
+            let done = changed.len() as u64;
+            copy_first_history(tx, run_id, &first, |copied| progress(RecomputePhase::RecordingHistory, done + copied))
+                .await?;
             progress(RecomputePhase::RecordingHistory, all);
-            appended
+            moved + first.len() as u64
         }
         None => 0,
     };
     progress(RecomputePhase::Storing, 0);
-    sqlx::query(
-        "UPDATE client_scores o SET as_of = n.as_of, score = n.score, score_class = n.score_class,
-             abc_class = n.abc_class, xyz_class = n.xyz_class, rfm_code = n.rfm_code, rfm_segment = n.rfm_segment,
-             lifecycle_status = n.lifecycle_status, window_revenue_minor = n.window_revenue_minor,
-             currency = n.currency, settings_version = n.settings_version, cluster = n.cluster,
-             content_hash = n.content_hash, record = n.record, run_id = $1, computed_at = now()
-         FROM staged_scores n
-         WHERE o.client_id = n.client_id",
-    )
-    .bind(run_id)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO client_scores (client_id, as_of, score, score_class, abc_class, xyz_class, rfm_code,
-             rfm_segment, lifecycle_status, window_revenue_minor, currency, settings_version, cluster, content_hash,
-             record, run_id)
-         SELECT *, $1::bigint FROM staged_scores
-         ON CONFLICT (client_id) DO NOTHING",
-    )
-    .bind(run_id)
-    .execute(&mut **tx)
-    .await?;
+    if !changed.is_empty() {
+        sqlx::query(
+            "UPDATE client_scores o SET as_of = n.as_of, score = n.score, score_class = n.score_class,
+                 abc_class = n.abc_class, xyz_class = n.xyz_class, rfm_code = n.rfm_code,
+                 rfm_segment = n.rfm_segment, lifecycle_status = n.lifecycle_status,
+                 window_revenue_minor = n.window_revenue_minor, currency = n.currency,
+                 settings_version = n.settings_version, cluster = n.cluster, content_hash = n.content_hash,
+                 record = n.record, run_id = n.run_id, computed_at = now()
+             FROM staged_scores n
+             WHERE o.client_id = n.client_id",
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    let done = changed.len() as u64;
+    let statement = format!("COPY client_scores ({SCORE_COLUMNS}) FROM STDIN (FORMAT binary)");
+    copy_scores(tx, &statement, run_id, &first, |copied| progress(RecomputePhase::Storing, done + copied)).await?;
     progress(RecomputePhase::Storing, all);
     Ok(ScoresWritten { history, rewritten })
 }
 
-/// Which of `rows` have the fingerprint of their stored score, read in one
-/// pass over the stored fingerprints (found by binary search among the rows
-/// sorted by id, which costs 8 bytes a row rather than a map's dozens).
-async fn same_as_stored(tx: &mut Transaction<'_, Postgres>, rows: &[ScoreRow]) -> sqlx::Result<Vec<bool>> {
+/// Stages changed scores in `staged_scores` (dropped at commit).
+async fn stage(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: Option<i64>,
+    changed: &[&ScoreRow],
+    progress: impl FnMut(u64),
+) -> sqlx::Result<()> {
+    sqlx::query("DROP TABLE IF EXISTS pg_temp.staged_scores").execute(&mut **tx).await?;
+    sqlx::query(
+        "CREATE TEMPORARY TABLE staged_scores ON COMMIT DROP AS
+         SELECT client_id, as_of, score, score_class, abc_class, xyz_class, rfm_code, rfm_segment, lifecycle_status,
+                window_revenue_minor, currency, settings_version, cluster, content_hash, record, run_id
+         FROM client_scores WITH NO DATA",
+    )
+    .execute(&mut **tx)
+    .await?;
+    copy_scores(tx, "COPY staged_scores FROM STDIN (FORMAT binary)", run_id, changed, progress).await?;
+    // Without statistics the planner would guess a few rows and loop over the index.
+    sqlx::query("ANALYZE staged_scores").execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Appends a history row for each staged score whose classes, lifecycle
+/// status or score band differ from the stored score's; the rows appended.
+async fn record_changes(tx: &mut Transaction<'_, Postgres>, run_id: i64) -> sqlx::Result<u64> {
+    let appended = sqlx::query(
+        "INSERT INTO client_class_history (client_id, as_of, run_id, abc_class, xyz_class, rfm_segment,
+             lifecycle_status, previous_lifecycle_status, score_class, settings_version, previous_abc_class)
+         SELECT n.client_id, n.as_of, $1, n.abc_class, n.xyz_class, n.rfm_segment, n.lifecycle_status,
+                o.lifecycle_status, n.score_class, n.settings_version, o.abc_class
+         FROM staged_scores n JOIN client_scores o ON o.client_id = n.client_id
+         WHERE (o.abc_class, o.xyz_class, o.rfm_segment, o.lifecycle_status, o.score_class)
+               IS DISTINCT FROM (n.abc_class, n.xyz_class, n.rfm_segment, n.lifecycle_status, n.score_class)
+         ON CONFLICT (client_id, as_of) DO UPDATE SET run_id = EXCLUDED.run_id, abc_class = EXCLUDED.abc_class,
+             xyz_class = EXCLUDED.xyz_class, rfm_segment = EXCLUDED.rfm_segment,
+             lifecycle_status = EXCLUDED.lifecycle_status, score_class = EXCLUDED.score_class,
+             settings_version = EXCLUDED.settings_version",
+    )
+    .bind(run_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(appended.rows_affected())
+}
+
+/// COPYs `rows` with `run_id` into the table of `statement` (the columns of
+/// [`SCORE_COLUMNS`], in order), reporting the rows sent after each chunk.
+async fn copy_scores(
+    tx: &mut Transaction<'_, Postgres>,
+    statement: &str,
+    run_id: Option<i64>,
+    rows: &[&ScoreRow],
+    progress: impl FnMut(u64),
+) -> sqlx::Result<()> {
+    copy_rows(tx, statement, rows, progress, |encoded, r| {
+        encoded
+            .row(16)
+            .text(&r.client_id)
+            .date(r.as_of)
+            .f64(r.score)
+            .text(&r.score_class)
+            .i16(r.abc_class)
+            .i16(r.xyz_class)
+            .text(&r.rfm_code)
+            .text(&r.rfm_segment)
+            .i16(r.lifecycle_status)
+            .i64(r.window_revenue_minor)
+            .text(&r.currency)
+            .i64(r.settings_version)
+            .optional_i32(r.cluster)
+            .i64(r.content_hash)
+            .bytes(&r.record)
+            .optional_i64(run_id);
+    })
+    .await
+}
+
+/// COPYs the first history row of each client scored for the first time.
+async fn copy_first_history(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: i64,
+    rows: &[&ScoreRow],
+    progress: impl FnMut(u64),
+) -> sqlx::Result<()> {
+    let statement = "COPY client_class_history (client_id, as_of, run_id, abc_class, xyz_class, rfm_segment,
+             lifecycle_status, previous_lifecycle_status, score_class, settings_version, previous_abc_class)
+         FROM STDIN (FORMAT binary)";
+    copy_rows(tx, statement, rows, progress, |encoded, r| {
+        encoded
+            .row(11)
+            .text(&r.client_id)
+            .date(r.as_of)
+            .i64(run_id)
+            .i16(r.abc_class)
+            .i16(r.xyz_class)
+            .text(&r.rfm_segment)
+            .i16(r.lifecycle_status)
+            .i16(0)
+            .text(&r.score_class)
+            .i64(r.settings_version)
+            .i16(0);
+    })
+    .await
+}
+
+/// Runs the binary COPY `statement` over `rows` (nothing when there are
+/// none), `COPY_CHUNK` rows per message, reporting the rows sent so far.
+async fn copy_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    statement: &str,
+    rows: &[&ScoreRow],
+    mut progress: impl FnMut(u64),
+    encode: impl Fn(&mut BinaryRows, &ScoreRow),
+) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut copy = tx.copy_in_raw(statement).await?;
+    let mut encoded = BinaryRows::new();
+    for chunk in rows.chunks(COPY_CHUNK) {
+        for row in chunk {
+            encode(&mut encoded, row);
+        }
+        copy.send(encoded.take()).await?;
+        progress(encoded.rows());
+    }
+    copy.send(encoded.finish()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+/// How each of `rows` compares with its stored score, read in one pass over
+/// the stored fingerprints (found by binary search among the rows sorted by
+/// id, which costs 8 bytes a row rather than a map's dozens).
+async fn compare_with_stored(tx: &mut Transaction<'_, Postgres>, rows: &[ScoreRow]) -> sqlx::Result<Vec<Stored>> {
     let mut by_id: Vec<usize> = (0..rows.len()).collect();
     by_id.sort_unstable_by(|&a, &b| rows[a].client_id.cmp(&rows[b].client_id));
-    let mut same = vec![false; rows.len()];
-    let mut stored = sqlx::query("SELECT client_id, content_hash FROM client_scores WHERE content_hash IS NOT NULL")
-        .fetch(&mut **tx);
-    while let Some(row) = stored.try_next().await? {
-        let (client_id, content_hash): (&str, i64) = (row.try_get(0)?, row.try_get(1)?);
+    let mut stored = vec![Stored::None; rows.len()];
+    let mut scores = sqlx::query("SELECT client_id, content_hash FROM client_scores").fetch(&mut **tx);
+    while let Some(row) = scores.try_next().await? {
+        let (client_id, content_hash): (&str, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
         if let Ok(at) = by_id.binary_search_by(|&i| rows[i].client_id.as_str().cmp(client_id)) {
             let i = by_id[at];
-            same[i] = rows[i].content_hash == content_hash;
+            stored[i] = if content_hash == Some(rows[i].content_hash) { Stored::Same } else { Stored::Different };
         }
     }
-    Ok(same)
+    Ok(stored)
 }
 
 /// The newest finished run: its date and start (every score it wrote
