@@ -15,6 +15,7 @@ use branchscore_proto::common::v1::Date;
 use branchscore_scoring::batch::{self, ClientFacts};
 use branchscore_scoring::window::{AnalysisWindow, LifecyclePeriods};
 use chrono::NaiveDate;
+use rayon::prelude::*;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -142,8 +143,10 @@ impl Recompute {
                 .map(|c| explain::cluster_profiles(&c.profiles, &currency))
                 .unwrap_or_default();
             let clustering = evaluation.clustering.as_ref().map_or((0, 0.0), |c| (c.k, c.silhouette.unwrap_or(0.0)));
+            // Explaining and encoding a client's score needs nothing from the
+            // others: both cores take a share, in order.
             let rows: Vec<ScoreRow> = population
-                .into_iter()
+                .into_par_iter()
                 .zip(evaluation.clients)
                 .zip(portfolio.segments)
                 .map(|((client, e), segment)| {
