@@ -9,13 +9,20 @@ use branchscore_platform::AppResult;
 use branchscore_platform::cache::Cache;
 use branchscore_platform::shutdown::{CancellationToken, Ticks};
 use branchscore_proto::clients::v1::ClientScore;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use prost::Message;
 use sqlx::PgPool;
 use std::time::Duration;
 
-/// Scores per Redis pipeline: small enough to finish within the cache's short
-/// command timeout (a slow pipeline counts as failed).
+/// Scores per Redis pipeline, and owed purges settled per round.
 const CHUNK: usize = 1_000;
+/// Pipelines a refresh keeps in flight: Redis works through one while the
+/// next is encoded and sent.
+const PIPELINES_IN_FLIGHT: usize = 4;
+/// How long a refresh's pipeline may take: nobody waits on it, and the
+/// pipelines in flight queue behind each other in Redis.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a replica looks for owed purges.
 pub const SETTLE_EVERY: Duration = Duration::from_secs(1);
 
@@ -23,13 +30,17 @@ pub const SETTLE_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct ScoreCache {
     cache: Cache,
+    /// The same Redis on a connection of its own for the recompute's
+    /// refresh, so reads at the counter never queue behind its pipelines.
+    refresh: Cache,
     pool: PgPool,
     ttl: Duration,
 }
 
 impl ScoreCache {
     pub fn new(cache: Cache, pool: PgPool, ttl: Duration) -> Self {
-        ScoreCache { cache, pool, ttl }
+        let refresh = cache.bulk(REFRESH_TIMEOUT);
+        ScoreCache { cache, pool, ttl, refresh }
     }
 
     /// Redis key of a client's score.
@@ -55,26 +66,41 @@ impl ScoreCache {
 
     /// Replaces cached scores by the newer `(client id, record)` a recompute
     /// stored, reporting the clients done after each pipeline. A later run
-    /// may not rewrite an unchanged score, so a pipeline Redis failed is
-    /// owed a purge: an older cached score must not outlive this run. One
-    /// pipeline at a time: several in flight queue behind each other in
-    /// Redis and miss the command timeout (half the scores went uncached in
-    /// a benchmark run with four).
+    /// may not rewrite an unchanged score, so scores Redis did not take are
+    /// owed a purge: an older cached score must not outlive this run. After
+    /// the first pipeline that fails, the rest are not sent but owed at once:
+    /// a Redis that stopped answering would otherwise cost a timeout each.
     pub async fn replace(&self, scores: &[(&str, &[u8])], mut done: impl FnMut(u64)) {
-        let mut replaced = 0u64;
-        for chunk in scores.chunks(CHUNK) {
-            let entries: Vec<(String, Vec<u8>)> =
-                chunk.iter().map(|(id, record)| (Self::key(id), record.to_vec())).collect();
-            if !self.cache.set_many(&entries, self.ttl).await {
-                let ids: Vec<String> = chunk.iter().map(|(id, _)| (*id).to_owned()).collect();
-                if let Err(error) = store::owe_cache_purges(&self.pool, &ids).await {
-                    // Nothing else knows these keys: they are served until they expire.
-                    tracing::error!(%error, clients = ids.len(), "cached scores out of date and their purge not owed");
-                }
+        let mut chunks = scores.chunks(CHUNK);
+        let mut in_flight = FuturesOrdered::new();
+        let (mut replaced, mut not_cached, mut failed) = (0u64, Vec::new(), false);
+        loop {
+            while !failed && in_flight.len() < PIPELINES_IN_FLIGHT {
+                let Some(chunk) = chunks.next() else { break };
+                in_flight.push_back(self.refresh_pipeline(chunk));
+            }
+            let Some((chunk, cached)) = in_flight.next().await else { break };
+            if !cached {
+                failed = true;
+                not_cached.extend(chunk.iter().map(|(id, _)| (*id).to_owned()));
             }
             replaced += chunk.len() as u64;
             done(replaced);
         }
+        not_cached.extend(chunks.flatten().map(|(id, _)| (*id).to_owned()));
+        if let Err(error) = store::owe_cache_purges(&self.pool, &not_cached).await {
+            // Nothing else knows these keys: they are served until they expire.
+            tracing::error!(%error, clients = not_cached.len(), "cached scores out of date and their purge not owed");
+        }
+        if replaced < scores.len() as u64 {
+            done(scores.len() as u64);
+        }
+    }
+
+    /// One pipeline of a refresh: the chunk, and whether Redis took it.
+    async fn refresh_pipeline<'a>(&self, chunk: &'a [(&'a str, &'a [u8])]) -> (&'a [(&'a str, &'a [u8])], bool) {
+        let entries: Vec<(String, &[u8])> = chunk.iter().map(|(id, record)| (Self::key(id), *record)).collect();
+        (chunk, self.refresh.set_many(&entries, self.ttl).await)
     }
 
     /// Purges owed cached scores, the oldest first, until none is owed or

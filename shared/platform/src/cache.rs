@@ -28,6 +28,17 @@ impl Cache {
         Ok(Cache::Redis(RedisCache::new(config)?))
     }
 
+    /// The same cache on a Redis connection of its own, with a longer
+    /// command timeout: for bulk writes nobody waits on, which then neither
+    /// queue interactive reads behind their pipelines nor fail for taking
+    /// longer than a read may.
+    pub fn bulk(&self, command_timeout: Duration) -> Cache {
+        match self {
+            Cache::Redis(redis) => Cache::Redis(redis.with_command_timeout(command_timeout)),
+            Cache::InProcess(local) => Cache::InProcess(local.clone()),
+        }
+    }
+
     /// Values for `keys` in order; `None` for misses and for any failure.
     pub async fn get_many(&self, keys: &[String]) -> Vec<Option<Vec<u8>>> {
         let values = match self {
@@ -44,18 +55,18 @@ impl Cache {
     /// some may not be stored (Redis down, or slower than the command
     /// timeout): a caller replacing values it knows are out of date then
     /// deletes them.
-    pub async fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Duration) -> bool {
+    pub async fn set_many(&self, entries: &[(String, impl AsRef<[u8]>)], ttl: Duration) -> bool {
         self.store(entries, ttl, false).await
     }
 
     /// Stores entries only where a key holds nothing: for values read from
     /// the truth on a miss, which must not overwrite a newer value stored
     /// with `set_many` while they were being read. Failures are logged.
-    pub async fn fill_many(&self, entries: &[(String, Vec<u8>)], ttl: Duration) {
+    pub async fn fill_many(&self, entries: &[(String, impl AsRef<[u8]>)], ttl: Duration) {
         self.store(entries, ttl, true).await;
     }
 
-    async fn store(&self, entries: &[(String, Vec<u8>)], ttl: Duration, only_absent: bool) -> bool {
+    async fn store(&self, entries: &[(String, impl AsRef<[u8]>)], ttl: Duration, only_absent: bool) -> bool {
         match self {
             Cache::Redis(redis) => redis.set_many(entries, ttl, only_absent).await,
             Cache::InProcess(local) => {
@@ -129,6 +140,16 @@ impl RedisCache {
             reconnect_backoff: config.reconnect_backoff_ms,
             state: Arc::new(RwLock::new(Connection::Disconnected { retry_after: Instant::now() })),
         })
+    }
+
+    fn with_command_timeout(&self, command_timeout: Duration) -> RedisCache {
+        RedisCache {
+            client: self.client.clone(),
+            prefix: self.prefix.clone(),
+            command_timeout,
+            reconnect_backoff: self.reconnect_backoff,
+            state: Arc::new(RwLock::new(Connection::Disconnected { retry_after: Instant::now() })),
+        }
     }
 
     async fn connection(&self) -> Option<ConnectionManager> {
@@ -211,14 +232,14 @@ impl RedisCache {
             .unwrap_or_else(|| vec![None; keys.len()])
     }
 
-    async fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Duration, only_absent: bool) -> bool {
+    async fn set_many(&self, entries: &[(String, impl AsRef<[u8]>)], ttl: Duration, only_absent: bool) -> bool {
         if entries.is_empty() {
             return true;
         }
         let mut pipeline = redis::pipe();
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         for (key, value) in entries {
-            let command = pipeline.cmd("SET").arg(self.key(key)).arg(value.as_slice()).arg("PX").arg(millis);
+            let command = pipeline.cmd("SET").arg(self.key(key)).arg(value.as_ref()).arg("PX").arg(millis);
             if only_absent {
                 command.arg("NX");
             }
@@ -303,7 +324,7 @@ impl InProcessCache {
             .collect()
     }
 
-    fn set_many(&self, new_entries: &[(String, Vec<u8>)], ttl: Duration, only_absent: bool) {
+    fn set_many(&self, new_entries: &[(String, impl AsRef<[u8]>)], ttl: Duration, only_absent: bool) {
         let expires = Instant::now() + ttl;
         let mut entries = self.lock();
         let now = Instant::now();
@@ -311,7 +332,7 @@ impl InProcessCache {
         for (key, value) in new_entries {
             let key = format!("{}{key}", self.prefix);
             if !(only_absent && entries.contains_key(&key)) {
-                entries.insert(key, (value.clone(), expires));
+                entries.insert(key, (value.as_ref().to_vec(), expires));
             }
         }
     }
