@@ -14,6 +14,7 @@
 //! the window's length for a single purchase) and product lines bought in
 //! the window.
 use chrono::NaiveDate;
+use rayon::prelude::*;
 
 use crate::Money;
 use crate::abc::{AbcClass, AbcDistribution, NextAbcClass};
@@ -120,12 +121,20 @@ pub fn evaluate<'s>(
     let rfm_scores = rfm::score(as_of, &rfm_inputs);
     let clustering = cluster(facts, &revenues, &rfm_scores, &window, settings)?;
     let scorer = Scorer::new(&settings.score)?;
-    let mut labels = clustering.as_ref().map(|(members, c)| members.iter().zip(&c.labels).peekable());
+    let mut clusters: Vec<Option<usize>> = vec![None; facts.len()];
+    if let Some((members, c)) = &clustering {
+        for (&member, &label) in members.iter().zip(&c.labels) {
+            clusters[member] = Some(label);
+        }
+    }
+    // Each client's classes need nothing more from the others: both cores
+    // take a share, in order.
     let clients = facts
-        .iter()
-        .enumerate()
-        .zip(revenues.iter().zip(rfm_scores))
-        .map(|((index, f), (&window_revenue, rfm))| {
+        .par_iter()
+        .zip(&revenues)
+        .zip(rfm_scores)
+        .zip(clusters)
+        .map(|(((f, &window_revenue), rfm), cluster)| {
             let lifecycle = lifecycle::status(
                 &periods,
                 &LifecycleFacts {
@@ -145,9 +154,6 @@ pub fn evaluate<'s>(
             );
             let abc = distribution.class_of(window_revenue);
             let abc_next = distribution.next_class(window_revenue);
-            let cluster = labels
-                .as_mut()
-                .and_then(|labels| labels.next_if(|(member, _)| **member == index).map(|(_, label)| *label));
             let score = scorer.score(&ScoreInput {
                 abc,
                 xyz: xyz.as_ref().ok().map(|o| o.class),

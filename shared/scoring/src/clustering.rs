@@ -28,7 +28,7 @@
 use linfa::DatasetBase;
 use linfa::traits::{Fit, Predict};
 use linfa_clustering::{KMeans, KMeansInit};
-use ndarray::{Array2, Axis};
+use ndarray::{Array2, ArrayView1, Axis};
 use rand_chacha_linfa::ChaCha8Rng;
 use rand_chacha_linfa::rand_core::{RngCore, SeedableRng};
 use rayon::prelude::*;
@@ -237,7 +237,12 @@ pub fn cluster(points: &[ClusterPoint<'_>], settings: &ClusteringSettings) -> Re
     let original = feature_matrix(points)?;
     let scale = Scale::of(&original);
     let standardized = scale.apply(&original);
-    let distinct = distinct_rows(&standardized);
+    // Every use of the count compares it with a k, so it is counted up to the largest.
+    let enough = match settings.clusters {
+        ClusterCount::Fixed { k } => k,
+        ClusterCount::BySilhouette { max_k, .. } => max_k,
+    };
+    let distinct = distinct_rows(&standardized, enough);
 
     // A large network: every fit on a random sample that still has
     // enough distinct clients, then one run over everybody.
@@ -247,7 +252,7 @@ pub fn cluster(points: &[ClusterPoint<'_>], settings: &ClusteringSettings) -> Re
     };
     let fit_sample = (standardized.nrows() > settings.fit_sample)
         .then(|| standardized.select(Axis(0), &random_sample(standardized.nrows(), settings.fit_sample, settings.seed)))
-        .filter(|z| distinct_rows(z) >= largest_k);
+        .filter(|z| distinct_rows(z, largest_k) >= largest_k);
     let z = fit_sample.as_ref().unwrap_or(&standardized);
     let (k, fit, candidates, silhouette) = match settings.clusters {
         ClusterCount::Fixed { k } => {
@@ -342,19 +347,20 @@ impl Scale {
     }
 }
 
-fn rows_cmp(z: &Array2<f64>, a: usize, b: usize) -> std::cmp::Ordering {
-    z.row(a)
-        .iter()
-        .zip(z.row(b).iter())
-        .map(|(x, y)| x.total_cmp(y))
-        .find(|o| o.is_ne())
-        .unwrap_or(std::cmp::Ordering::Equal)
-}
-
-fn distinct_rows(z: &Array2<f64>) -> usize {
-    let mut order: Vec<usize> = (0..z.nrows()).collect();
-    order.sort_unstable_by(|&a, &b| rows_cmp(z, a, b));
-    order.chunk_by(|&a, &b| rows_cmp(z, a, b).is_eq()).count()
+/// Distinct rows of `z`, counted up to `enough`: finding that a million
+/// clients hold at least eight distinct points takes a few rows, not a sort.
+fn distinct_rows(z: &Array2<f64>, enough: usize) -> usize {
+    let mut seen: Vec<ArrayView1<'_, f64>> = Vec::new();
+    for row in z.rows() {
+        if seen.len() >= enough {
+            break;
+        }
+        let same = |other: &ArrayView1<'_, f64>| other.iter().zip(&row).all(|(a, b)| a.total_cmp(b).is_eq());
+        if !seen.iter().any(same) {
+            seen.push(row);
+        }
+    }
+    seen.len()
 }
 
 /// Labels and model centroids (standardised units) of one k-means fit.
@@ -626,6 +632,14 @@ mod tests {
         assert_eq!((c.k, c.candidates.len()), (2, 1));
         // Two singletons: silhouette 0 by convention.
         assert_eq!(c.silhouette, Some(0.0));
+    }
+
+    #[test]
+    fn distinct_rows_are_counted_up_to_what_is_needed() {
+        // Rows (1, 2), (1, 2), (3, 4), (1, 2), (5, 6): three distinct.
+        let z = Array2::from_shape_vec((5, 2), vec![1.0, 2.0, 1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 5.0, 6.0]).expect("shape");
+        assert_eq!(distinct_rows(&z, 8), 3);
+        assert_eq!(distinct_rows(&z, 2), 2);
     }
 
     #[test]

@@ -35,6 +35,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::NaiveDate;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::Money;
@@ -236,7 +237,7 @@ pub fn score(as_of: NaiveDate, inputs: &[RfmInput]) -> Vec<Option<RfmScore>> {
     money.sort_unstable();
     let n = days.len();
     inputs
-        .iter()
+        .par_iter()
         .map(|input| {
             let recency_days = recency(input)?;
             // Worse recency = more days; worse F/M = smaller value.
