@@ -428,7 +428,7 @@ fn sample_indices(n: usize, max: usize) -> Vec<usize> {
 /// parallel) and summed in sample order, so the result does not depend on
 /// the number of threads.
 fn silhouettes(z: &Array2<f64>, labellings: &[(&[usize], usize)], sample: &[usize]) -> Vec<f64> {
-    if sample.is_empty() {
+    if sample.is_empty() || labellings.is_empty() {
         return vec![0.0; labellings.len()];
     }
     let rows: Vec<Vec<f64>> = sample.iter().map(|&i| z.row(i).to_vec()).collect();
@@ -621,6 +621,7 @@ mod tests {
         assert!((scores[0] - expected_two).abs() < 1e-12, "{scores:?}");
         assert!((scores[1] - expected_three).abs() < 1e-12, "{scores:?}");
         assert_eq!(silhouettes(&z, &[(&two, 2)], &[]), vec![0.0]);
+        assert_eq!(silhouettes(&z, &[], &[0, 1, 2, 3]), Vec::<f64>::new());
     }
 
     #[test]
