@@ -125,7 +125,7 @@ pub struct ScoresWritten {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stored {
     /// No stored score: the client is scored for the first time.
-    None,
+    Absent,
     /// The stored score has the same content (fingerprint).
     Same,
     /// The stored score differs.
@@ -163,13 +163,15 @@ pub async fn write_scores(
     let all = rows.len() as u64;
     progress(RecomputePhase::Writing, 0);
     sqlx::query("LOCK TABLE client_scores IN SHARE ROW EXCLUSIVE MODE").execute(&mut **tx).await?;
-    let stored = compare_with_stored(tx, rows).await?;
-    let of = |wanted: Stored| -> Vec<&ScoreRow> {
-        rows.iter().zip(&stored).filter(|(_, s)| **s == wanted).map(|(r, _)| r).collect()
-    };
-    let (first, changed) = (of(Stored::None), of(Stored::Different));
-    let rewritten: Vec<usize> = (0..rows.len()).filter(|&i| stored[i] != Stored::Same).collect();
-    drop(stored);
+    let (mut first, mut changed, mut rewritten) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, stored) in compare_with_stored(tx, rows).await?.into_iter().enumerate() {
+        match stored {
+            Stored::Absent => first.push(&rows[i]),
+            Stored::Different => changed.push(&rows[i]),
+            Stored::Same => continue,
+        }
+        rewritten.push(i);
+    }
 
     if !changed.is_empty() {
         stage(tx, run_id, &changed, |staged| progress(RecomputePhase::Writing, staged)).await?;
@@ -344,7 +346,7 @@ async fn copy_rows(
 async fn compare_with_stored(tx: &mut Transaction<'_, Postgres>, rows: &[ScoreRow]) -> sqlx::Result<Vec<Stored>> {
     let mut by_id: Vec<usize> = (0..rows.len()).collect();
     by_id.sort_unstable_by(|&a, &b| rows[a].client_id.cmp(&rows[b].client_id));
-    let mut stored = vec![Stored::None; rows.len()];
+    let mut stored = vec![Stored::Absent; rows.len()];
     let mut scores = sqlx::query("SELECT client_id, content_hash FROM client_scores").fetch(&mut **tx);
     while let Some(row) = scores.try_next().await? {
         let (client_id, content_hash): (&str, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
