@@ -57,13 +57,15 @@ impl ClientsApi {
     }
 
     /// Scores of `ids` within the caller's scope: cache first, Postgres for
-    /// the misses (which then fill the cache).
+    /// the misses (which then fill the cache). A cached score of a run not
+    /// finished is a miss: the run may still be writing it, or have failed.
     async fn scores(&self, ids: &[String], principal: &Principal) -> AppResult<Vec<ClientScore>> {
+        let runs = self.latest_run.get().await?;
         let cached = self.score_cache.get_many(ids).await;
         let mut found = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
         for (id, score) in ids.iter().zip(cached) {
-            match score {
+            match score.filter(|score| runs.hold(score.compute_time.as_ref())) {
                 Some(score) => found.push(score),
                 None => missing.push(id.clone()),
             }
@@ -72,7 +74,7 @@ impl ClientsApi {
             found.extend(self.stored_scores.get(missing).await?);
         }
         found.retain(|score| principal.can_access(&score.branch_id));
-        if let Some(run) = self.latest_run.get().await? {
+        if let Some(run) = runs.newest {
             let started = convert::timestamp(run.started_at);
             // A score computed before the newest run was found unchanged by it.
             for score in &mut found {

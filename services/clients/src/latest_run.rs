@@ -1,6 +1,9 @@
-//! The newest finished recompute run, as every score read needs it: a run
-//! rewrites only the stored scores whose content changed, so a read brings
-//! an older record up to the run's date (`explain::rebase`).
+//! The recompute runs every score read needs to know of. A run rewrites
+//! only the stored scores whose content changed, so a read brings an older
+//! record up to the newest run's date (`explain::rebase`). And a run puts
+//! its scores in the cache while Postgres is still writing them, so a
+//! cached score computed by a run that has not finished (still writing, or
+//! failed) is not the truth and is not served.
 use crate::store;
 use branchscore_platform::AppResult;
 use branchscore_platform::shutdown::{CancellationToken, Ticks};
@@ -9,7 +12,7 @@ use sqlx::PgPool;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-/// How often a replica reads the newest run again: after a run on another
+/// How often a replica reads the runs again: after a run on another
 /// replica, scores read here may show the previous run's date for about
 /// this long.
 pub const REREAD_AFTER: Duration = Duration::from_secs(1);
@@ -21,68 +24,118 @@ pub struct RunStamp {
     pub started_at: DateTime<Utc>,
 }
 
-/// The newest run as last read from Postgres (or finished here). Reads are
-/// answered from memory, kept up to date by `keep_reading`, so a score read
-/// never waits for Postgres for it (except the first after start).
+/// The runs as last read from Postgres (or finished here).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownRuns {
+    /// The newest finished run; `None` before the first.
+    pub newest: Option<RunStamp>,
+    /// Starts of the runs not finished when read (failed, or still
+    /// writing), except those finished here since.
+    unfinished: Vec<DateTime<Utc>>,
+}
+
+impl KnownRuns {
+    /// Whether a cached score computed at `computed` (its run's start) may
+    /// be served: its run has finished. Before any run has finished no
+    /// cached score may be: it could only come from the first run, still
+    /// writing. A score without a compute time predates runs.
+    pub fn hold(&self, computed: Option<&prost_types::Timestamp>) -> bool {
+        let Some(newest) = self.newest else { return false };
+        let Some(computed) = computed.and_then(branchscore_proto::convert::to_datetime) else { return true };
+        computed <= newest.started_at && !self.unfinished.contains(&computed)
+    }
+}
+
+/// The runs as last read, shared by a replica's reads and its recompute.
+/// Reads are answered from memory, kept up to date by `keep_reading`, so a
+/// score read never waits for Postgres for them (except the first after start).
 #[derive(Debug, Clone)]
 pub struct LatestRun {
     pool: PgPool,
-    /// `None` until first read; then the newest run, if any.
-    known: Arc<Mutex<Option<Option<RunStamp>>>>,
-    /// The first read: callers arriving meanwhile wait for it.
-    first: Arc<tokio::sync::Mutex<()>>,
+    /// `None` until first read.
+    known: Arc<Mutex<Option<KnownRuns>>>,
+    /// Held while reading, so reads end in the order they began and an
+    /// older view never replaces a newer one; callers of the first read
+    /// wait for it.
+    reading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl LatestRun {
     pub fn new(pool: PgPool) -> Self {
-        LatestRun { pool, known: Arc::default(), first: Arc::default() }
+        LatestRun { pool, known: Arc::default(), reading: Arc::default() }
     }
 
-    /// The newest finished run; `None` before the first.
-    pub async fn get(&self) -> AppResult<Option<RunStamp>> {
-        if let Some(run) = self.known() {
-            return Ok(run);
+    /// The runs as last read.
+    pub async fn get(&self) -> AppResult<KnownRuns> {
+        if let Some(runs) = self.known() {
+            return Ok(runs);
         }
-        let _first = self.first.lock().await;
-        if let Some(run) = self.known() {
-            return Ok(run);
+        let _reading = self.reading.lock().await;
+        if let Some(runs) = self.known() {
+            return Ok(runs);
         }
-        Ok(self.read().await?)
+        Ok(self.read_locked().await?)
     }
 
-    /// Reads the newest run every `REREAD_AFTER` until `shutdown`.
+    /// Reads the runs now, as a run finished here must be known at once,
+    /// with every run unfinished beside it.
+    pub async fn read(&self) -> sqlx::Result<KnownRuns> {
+        let _reading = self.reading.lock().await;
+        self.read_locked().await
+    }
+
+    /// Reads the runs every `REREAD_AFTER` until `shutdown`.
     pub async fn keep_reading(self, shutdown: CancellationToken) {
         let mut ticks = Ticks::new(REREAD_AFTER, shutdown);
         while ticks.next().await {
             if let Err(error) = self.read().await {
-                tracing::warn!(%error, "newest recompute run not read; trying again");
+                tracing::warn!(%error, "recompute runs not read; trying again");
             }
         }
     }
 
-    async fn read(&self) -> sqlx::Result<Option<RunStamp>> {
-        let run = store::latest_run(&self.pool).await?.map(|(as_of, started_at)| RunStamp { as_of, started_at });
-        self.remember(run);
-        Ok(self.known().flatten())
+    async fn read_locked(&self) -> sqlx::Result<KnownRuns> {
+        let runs = store::known_runs(&self.pool).await?;
+        let newest = runs.newest.map(|(as_of, started_at)| RunStamp { as_of, started_at });
+        let runs = KnownRuns { newest, unfinished: runs.unfinished };
+        *self.known.lock().unwrap_or_else(PoisonError::into_inner) = Some(runs.clone());
+        Ok(runs)
     }
 
-    /// A run that has just finished on this replica.
-    pub fn finished(&self, run: RunStamp) {
-        self.remember(Some(run));
+    fn known(&self) -> Option<KnownRuns> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use branchscore_proto::convert::timestamp;
+
+    fn at(second: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_000_000 + second, 250_000).expect("instant")
     }
 
-    fn known(&self) -> Option<Option<RunStamp>> {
-        *self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    fn runs(newest: Option<i64>, unfinished: &[i64]) -> KnownRuns {
+        let newest = newest.map(|s| RunStamp { as_of: NaiveDate::default(), started_at: at(s) });
+        KnownRuns { newest, unfinished: unfinished.iter().map(|&s| at(s)).collect() }
     }
 
-    /// Never goes back to an older run (a read that began before a run here
-    /// finished may end after it): runs start one after another.
-    fn remember(&self, run: Option<RunStamp>) {
-        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
-        let newest = match (known.flatten(), run) {
-            (Some(old), Some(new)) if old.started_at > new.started_at => Some(old),
-            (old, new) => new.or(old),
-        };
-        *known = Some(newest);
+    #[test]
+    fn only_scores_of_finished_runs_are_held() {
+        // Runs started at 10 (finished), 20 (failed), 30 (the newest), 40 (still writing).
+        let known = runs(Some(30), &[20, 40]);
+        assert!(known.hold(Some(&timestamp(at(30)))), "the newest run's own score");
+        assert!(known.hold(Some(&timestamp(at(10)))), "an older run's score, found unchanged since");
+        assert!(!known.hold(Some(&timestamp(at(20)))), "a failed run's score");
+        assert!(!known.hold(Some(&timestamp(at(40)))), "a run still writing");
+        assert!(!known.hold(Some(&timestamp(at(35)))), "a run begun after the last read");
+        assert!(known.hold(None), "a score without a compute time predates runs");
+    }
+
+    #[test]
+    fn before_any_run_has_finished_no_cached_score_is_held() {
+        assert!(!runs(None, &[]).hold(None));
+        assert!(!runs(None, &[5]).hold(Some(&timestamp(at(5)))));
     }
 }

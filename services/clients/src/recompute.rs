@@ -3,7 +3,7 @@
 //! transaction, refresh the cache. One run at a time across all replicas
 //! (a Postgres advisory lock held on a connection of its own).
 use crate::explain::{self, ScoreContext};
-use crate::latest_run::{LatestRun, RunStamp};
+use crate::latest_run::LatestRun;
 use crate::maturity_batch::{self, Products};
 use crate::satisfaction::SatisfactionSource;
 use crate::score_cache::ScoreCache;
@@ -18,6 +18,8 @@ use chrono::NaiveDate;
 use rayon::prelude::*;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 /// Advisory lock key of the recompute ("BSRECOMP").
@@ -160,30 +162,58 @@ impl Recompute {
         .map_err(AppError::internal)??;
         progress.report(RecomputePhase::Classifying, total, total);
 
+        // The cache takes the rewritten scores while Postgres writes them:
+        // reads serve none of them until the run has finished
+        // (`KnownRuns::hold`), and the run's scores are in the cache by the
+        // time it has, or soon after, instead of only then starting.
+        let progress = Mutex::new(progress);
+        let report =
+            |phase, done, total| progress.lock().unwrap_or_else(PoisonError::into_inner).report(phase, done, total);
+        report(RecomputePhase::Writing, 0, total);
         let mut tx = self.pool.begin().await?;
-        let written =
-            store::write_scores(&mut tx, Some(run_id), &rows, |phase, done| progress.report(phase, done, total))
-                .await?;
-        store::insert_cluster_profiles(&mut tx, run_id, &profiles).await?;
-        store::insert_basket_rules(&mut tx, run_id, &rules).await?;
-        let outcome = RunOutcome {
-            clients: total as i64,
-            changed: written.history as i64,
-            clusters: i32::try_from(clustering.0).unwrap_or(i32::MAX),
-            silhouette: clustering.1,
-        };
-        store::finish_run(&mut tx, run_id, outcome).await?;
-        tx.commit().await?;
-        self.latest_run.finished(RunStamp { as_of, started_at });
-
-        // Postgres holds the truth now; the cache only has to catch up with
-        // the scores rewritten (a cached score whose content did not change
-        // is still right: reads bring it up to this run).
+        let write = store::compare_scores(&mut tx, &rows).await?;
         let rewritten: Vec<(&str, &[u8])> =
-            written.rewritten.iter().map(|&i| (rows[i].client_id.as_str(), rows[i].record.as_slice())).collect();
+            write.rewritten().iter().map(|&i| (rows[i].client_id.as_str(), rows[i].record.as_slice())).collect();
         let to_cache = rewritten.len() as u64;
-        progress.report(RecomputePhase::Caching, 0, to_cache);
-        self.score_cache.replace(&rewritten, |cached| progress.report(RecomputePhase::Caching, cached, to_cache)).await;
+        let committed = async {
+            let written = write.write(&mut tx, Some(run_id), |phase, done| report(phase, done, total)).await?;
+            store::insert_cluster_profiles(&mut tx, run_id, &profiles).await?;
+            store::insert_basket_rules(&mut tx, run_id, &rules).await?;
+            let outcome = RunOutcome {
+                clients: total as i64,
+                changed: written.history as i64,
+                clusters: i32::try_from(clustering.0).unwrap_or(i32::MAX),
+                silhouette: clustering.1,
+            };
+            store::finish_run(&mut tx, run_id, outcome).await?;
+            tx.commit().await?;
+            // Until read, this replica reads the run's scores from Postgres.
+            if let Err(error) = self.latest_run.read().await {
+                tracing::warn!(%error, "recompute runs not read after the run; they will be within a second");
+            }
+            AppResult::Ok(outcome)
+        };
+        report(RecomputePhase::Caching, 0, to_cache);
+        let cached = self.score_cache.replace(&rewritten, |cached| report(RecomputePhase::Caching, cached, to_cache));
+        let (mut committed, mut cached) = (pin!(committed), pin!(cached));
+        let outcome = tokio::select! {
+            outcome = &mut committed => match outcome {
+                Ok(outcome) => {
+                    cached.await;
+                    Ok(outcome)
+                }
+                Err(error) => Err(error),
+            },
+            () = &mut cached => committed.await,
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                let ids: Vec<&str> = rewritten.iter().map(|(id, _)| *id).collect();
+                self.score_cache.forget(&ids).await;
+                return Err(error);
+            }
+        };
         let summary = RecomputeSummary {
             run_id,
             as_of: Some(Date::from(as_of)),

@@ -97,6 +97,22 @@ impl ScoreCache {
         }
     }
 
+    /// Drops the scores a run cached before its write failed. They would
+    /// never be served (their run never finished), but they keep reads of
+    /// these clients from filling the cache until they expire.
+    pub async fn forget(&self, client_ids: &[&str]) {
+        for chunk in client_ids.chunks(CHUNK) {
+            let keys: Vec<String> = chunk.iter().map(|id| Self::key(id)).collect();
+            if !self.refresh.delete(&keys).await {
+                tracing::warn!(
+                    clients = client_ids.len(),
+                    "scores of a failed run left in the cache until they expire"
+                );
+                return;
+            }
+        }
+    }
+
     /// One pipeline of a refresh: the chunk, and whether Redis took it.
     async fn refresh_pipeline<'a>(&self, chunk: &'a [(&'a str, &'a [u8])]) -> (&'a [(&'a str, &'a [u8])], bool) {
         let entries: Vec<(String, &[u8])> = chunk.iter().map(|(id, record)| (Self::key(id), *record)).collect();

@@ -206,7 +206,7 @@ impl ScoringService for ScoringApi {
                 .await
                 .map_err(AppError::from)?;
         // The scores hold as of the newest run, though one it found unchanged keeps the date it was written on.
-        let newest_run = self.recompute.latest_run.get().await?.map(|run| run.as_of);
+        let newest_run = self.recompute.latest_run.get().await?.newest.map(|run| run.as_of);
         let as_of = if cells.is_empty() { written } else { newest_run.or(written) };
         Ok(Response::new(GetAbcXyzMatrixResponse { as_of: as_of.map(Date::from), cells }))
     }

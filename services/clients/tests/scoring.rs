@@ -107,7 +107,12 @@ async fn recompute_classifies_the_network_as_computed_by_hand() {
     assert!(order(RecomputePhase::Classifying) < order(RecomputePhase::Writing));
     assert!(order(RecomputePhase::Writing) < order(RecomputePhase::RecordingHistory));
     assert!(order(RecomputePhase::RecordingHistory) < order(RecomputePhase::Storing));
-    assert!(order(RecomputePhase::Storing) < order(RecomputePhase::Caching));
+    // The cache takes the scores while Postgres writes them.
+    assert!(order(RecomputePhase::Writing) < order(RecomputePhase::Caching));
+    let last =
+        |phase: RecomputePhase| messages.iter().rev().find(|m| m.phase == phase as i32).map(|m| (m.done, m.total));
+    assert_eq!(last(RecomputePhase::Storing), Some((6, 6)));
+    assert_eq!(last(RecomputePhase::Caching), Some((6, 6)));
     let summary = messages.last().and_then(|m| m.summary).expect("summary last");
     assert_eq!((summary.clients, summary.changed, summary.scores_rewritten, summary.settings_version), (6, 6, 6, 0));
 
@@ -341,6 +346,92 @@ async fn a_second_recompute_is_refused_while_one_runs() {
         }
     }
     assert_eq!(finished.map(|s| s.clients), Some(6));
+}
+
+/// A run puts its scores in the cache while Postgres writes them, so a
+/// cached score is served only once its run has finished: cached scores of
+/// a run still writing, of a run that died after caching, and of a run
+/// whose write failed are read from Postgres instead.
+#[tokio::test]
+async fn cached_scores_of_runs_not_finished_are_not_served() {
+    let (mut h, mut scoring) = network().await;
+    let admin = h.admin.clone();
+    recompute(&mut scoring, &admin, as_of()).await.expect("first run");
+    let truth = score(&mut h, "C-WAW-1").await;
+    let pool = sqlx::PgPool::connect(&h.env.database.url).await.expect("pool");
+    let mut redis = redis::Client::open(h.env.platform.redis.url.as_str())
+        .expect("redis")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+
+    // A run on another replica has cached C-WAW-1's new score and is still writing.
+    let writing: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "INSERT INTO recompute_runs (as_of, settings_version, requested_by) VALUES ('2026-11-23', 0, 'elsewhere')
+         RETURNING started_at",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("a run writing");
+    let uncommitted = ClientScore {
+        score: 1.0,
+        score_class: "basic".into(),
+        compute_time: Some(branchscore_proto::convert::timestamp(writing)),
+        ..truth.clone()
+    };
+    let key = format!("{}client_score:C-WAW-1", h.env.platform.redis.key_prefix);
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg(prost::Message::encode_to_vec(&uncommitted))
+        .query_async(&mut redis)
+        .await
+        .expect("SET");
+    assert_eq!(score(&mut h, "C-WAW-1").await.score, truth.score, "a run still writing");
+
+    // That run dies; the next one finishes and finds C-WAW-1 unchanged, so
+    // the dead run's score stays cached, but it is never served.
+    recompute(&mut scoring, &admin, as_of()).await.expect("the next run");
+    assert_eq!(cached(&h, "C-WAW-1").await.map(|c| c.score), Some(1.0), "the dead run's score is still cached");
+    assert_eq!(score(&mut h, "C-WAW-1").await.score, truth.score, "a run that never finished");
+
+    // C-WAW-2 buys on the 24th, and the run that would rewrite its score
+    // fails in Postgres: it is refused, and the score before it is served.
+    let before = score(&mut h, "C-WAW-2").await;
+    let lines = vec![sale("W2-2", "C-WAW-2", "WAW", (2026, 11, 24), 5_000)];
+    let erp = h.env.token(Role::ErpIntegration, &["*"]);
+    h.client
+        .import_transactions(authorized(&erp, tokio_stream::iter([ImportTransactionsRequest { lines }])))
+        .await
+        .expect("import");
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_scores() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'no space left on device (a test)'; END $$;
+         CREATE TRIGGER refuse_scores BEFORE INSERT OR UPDATE ON client_scores
+             FOR EACH ROW EXECUTE FUNCTION refuse_scores();",
+    )
+    .execute(&pool)
+    .await
+    .expect("a failing write");
+    let next = date(2026, 11, 24);
+    let failed = recompute(&mut scoring, &admin, next).await.expect_err("the write fails");
+    assert_eq!(failed.code(), Code::Internal, "{failed:?}");
+    let failed_start: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "SELECT started_at FROM recompute_runs WHERE finished_at IS NULL AND requested_by <> 'elsewhere'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the failed run is not finished");
+    let left = cached(&h, "C-WAW-2").await.and_then(|c| c.compute_time);
+    assert_ne!(left, Some(branchscore_proto::convert::timestamp(failed_start)), "the failed run's score is dropped");
+    let served = score(&mut h, "C-WAW-2").await;
+    assert_eq!((served.last_purchase, served.as_of), (before.last_purchase, as_of()));
+
+    // Once Postgres writes again, the next run serves the new score.
+    sqlx::raw_sql("DROP TRIGGER refuse_scores ON client_scores").execute(&pool).await.expect("drop trigger");
+    recompute(&mut scoring, &admin, next).await.expect("a run that writes");
+    let served = score(&mut h, "C-WAW-2").await;
+    assert_eq!((served.last_purchase, served.as_of), (next, next));
+    assert_eq!(cached(&h, "C-WAW-2").await.and_then(|c| c.last_purchase), next, "cached by the run");
 }
 
 #[tokio::test]

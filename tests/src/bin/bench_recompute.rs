@@ -157,10 +157,15 @@ async fn recompute_child(
     let mut marks = Marks::default();
     let started = Instant::now();
     let summary = {
-        let mut last_phase = RecomputePhase::Unspecified;
+        // Caching runs beside history and storing: a phase's memory is read when it first reports.
+        let mut begun = Vec::new();
         let mut progress = |phase: RecomputePhase, done: u64, total: u64| {
-            let hwm = (phase != last_phase).then(peak_rss_bytes).flatten();
-            last_phase = phase;
+            let hwm = if begun.contains(&phase) {
+                None
+            } else {
+                begun.push(phase);
+                peak_rss_bytes()
+            };
             marks.reports.push((phase, done, total, Instant::now(), hwm));
             bar.set_message(phase_name(phase));
             if total > 0 {
@@ -214,11 +219,13 @@ fn phase_name(phase: RecomputePhase) -> &'static str {
 ///   the window for maturity and baskets (until AGGREGATING done = total);
 /// * classifying: maturity and basket rules, ABC, XYZ, RFM, lifecycle, k-means with k chosen by silhouette,
 ///   scores and records;
-/// * staging: the scores sent by binary COPY into a temporary table (until RECORDING_HISTORY);
-/// * history: the history rows of changed clients appended, one statement;
-/// * storing: the scores upserted, one statement, and the run's commit (until the first CACHING report: one
-///   cache chunk late);
-/// * caching: the cache refresh until the run returns.
+/// * comparing and staging: the stored fingerprints read, changed scores sent by binary COPY into a temporary
+///   table (until RECORDING_HISTORY);
+/// * history: history rows of changed clients appended, first clients' rows COPYed;
+/// * storing: changed scores updated, first scores COPYed (until the last STORING report);
+/// * commit and the rest of caching: the run's commit, then the cache refresh still running, until the run returns.
+///
+/// Caching runs beside history and storing; its own span (first to last CACHING report) is reported apart.
 fn phase_times(started: Instant, marks: &Marks, end: Instant) -> Value {
     let reports = &marks.reports;
     let first = |phase: RecomputePhase| reports.iter().find(|r| r.0 == phase).map(|r| r.3);
@@ -229,16 +236,16 @@ fn phase_times(started: Instant, marks: &Marks, end: Instant) -> Value {
     let classifying = first(RecomputePhase::Classifying);
     let classified =
         reports.iter().rev().find(|r| r.0 == RecomputePhase::Classifying && r.1 == r.2 && r.2 > 0).map(|r| r.3);
-    let caching = first(RecomputePhase::Caching);
+    let last = |phase: RecomputePhase| reports.iter().rev().find(|r| r.0 == phase).map(|r| r.3);
     let bounds = [
         ("population", Some(started)),
         ("monthly aggregate", aggregating),
         ("window queries (product-line breadth, purchases for baskets)", last_fold.or(aggregating)),
         ("classifying", classifying.or(aggregated)),
-        ("staging scores", classified),
+        ("comparing and staging scores", classified),
         ("history", first(RecomputePhase::RecordingHistory)),
         ("storing scores", first(RecomputePhase::Storing)),
-        ("caching", caching),
+        ("commit and the rest of caching", last(RecomputePhase::Storing)),
         ("end", Some(end)),
     ];
     let mut phases = Vec::new();
@@ -246,6 +253,10 @@ fn phase_times(started: Instant, marks: &Marks, end: Instant) -> Value {
         if let ((name, Some(from)), (_, Some(to))) = (pair[0], pair[1]) {
             phases.push(json!({"phase": name, "seconds": to.saturating_duration_since(from).as_secs_f64()}));
         }
+    }
+    if let (Some(from), Some(to)) = (first(RecomputePhase::Caching), last(RecomputePhase::Caching)) {
+        let seconds = to.saturating_duration_since(from).as_secs_f64();
+        phases.push(json!({"phase": "caching (beside history and storing)", "seconds": seconds, "overlaps": true}));
     }
     let peaks: Vec<Value> = reports
         .iter()

@@ -8,7 +8,7 @@ use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient
 use branchscore_proto::clients::v1::*;
 use branchscore_proto::common::v1::Date;
 use chrono::NaiveDate;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -39,16 +39,24 @@ fn phase_name(phase: i32) -> &'static str {
     }
 }
 
-/// Recomputes every score as of `as_of` with a progress bar; the run's summary.
+/// Recomputes every score as of `as_of` with progress bars (the cache is
+/// refreshed beside the write, so it has a bar of its own); the run's summary.
 pub async fn recompute(scoring: &Scoring, as_of: NaiveDate) -> anyhow::Result<RecomputeSummary> {
     let style = ProgressStyle::with_template("{msg:>14} [{bar:40.green/blue}] {human_pos}/{human_len}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
-    let bar = ProgressBar::new(0).with_style(style).with_message("recompute");
+    let bars = MultiProgress::new();
+    let run = bars.add(ProgressBar::new(0).with_style(style.clone()).with_message("recompute"));
+    let mut cache = None;
     let mut stream =
         scoring.clone().recompute_scores(RecomputeScoresRequest { as_of: Some(Date::from(as_of)) }).await?.into_inner();
     let mut summary = None;
     while let Some(progress) = stream.message().await? {
+        let bar = if progress.phase == RecomputePhase::Caching as i32 {
+            cache.get_or_insert_with(|| bars.add(ProgressBar::new(0).with_style(style.clone())))
+        } else {
+            &run
+        };
         if progress.total > 0 {
             bar.set_length(progress.total as u64);
         }
@@ -58,7 +66,7 @@ pub async fn recompute(scoring: &Scoring, as_of: NaiveDate) -> anyhow::Result<Re
             summary = progress.summary;
         }
     }
-    bar.finish_and_clear();
+    bars.clear()?;
     summary.ok_or_else(|| anyhow::anyhow!("the recompute ended without a summary"))
 }
 

@@ -132,82 +132,126 @@ enum Stored {
     Different,
 }
 
-/// Writes the latest score of each client in `rows` (distinct clients).
-///
-/// A score whose content (fingerprint) is the stored one's is left alone: a
-/// nightly run changes few clients, and reads bring an older record up to
-/// the newest run (`explain::rebase`). A client scored for the first time
-/// gets its score and (for a run) its first history row by binary COPY
-/// straight into the tables, the bulk of a first run. A changed score is
-/// staged in a temporary table by binary COPY, then one statement appends
-/// a history row for each client whose classes, lifecycle status or score
-/// band differ from its stored score (only for a run) and one rewrites
-/// them: set-based, so Postgres joins and writes a million clients in a
-/// pass instead of a statement per chunk.
-///
-/// The table is locked against other writers (not readers) first, so the
-/// stored scores read at the start are the stored scores until the commit,
-/// and a first score cannot meet a row written meanwhile. A client without
-/// a stored score has no history either: both are written in one
-/// transaction and neither is ever deleted on its own.
-///
-/// `progress` hears WRITING as the comparison starts and the rows staged
-/// so far, then the rows done of each step: RECORDING_HISTORY (only for a
-/// run) and STORING, each ending with all rows.
+/// Writes the latest score of each client in `rows` (distinct clients):
+/// [`compare_scores`], then [`ScoreWrite::write`]. `progress` hears WRITING
+/// as the comparison starts, then what [`ScoreWrite::write`] reports.
 pub async fn write_scores(
     tx: &mut Transaction<'_, Postgres>,
     run_id: Option<i64>,
     rows: &[ScoreRow],
     mut progress: impl FnMut(RecomputePhase, u64),
 ) -> sqlx::Result<ScoresWritten> {
-    let all = rows.len() as u64;
     progress(RecomputePhase::Writing, 0);
+    compare_scores(tx, rows).await?.write(tx, run_id, progress).await
+}
+
+/// Sorts the latest score of each client in `rows` (distinct clients) into
+/// first, changed and the same as stored, to be written by [`ScoreWrite::write`].
+///
+/// The table is locked against other writers (not readers) first, so the
+/// stored scores read here are the stored scores until the commit, and a
+/// first score cannot meet a row written meanwhile. A client without a
+/// stored score has no history either: both are written in one transaction
+/// and neither is ever deleted on its own.
+pub async fn compare_scores<'r>(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &'r [ScoreRow],
+) -> sqlx::Result<ScoreWrite<'r>> {
     sqlx::query("LOCK TABLE client_scores IN SHARE ROW EXCLUSIVE MODE").execute(&mut **tx).await?;
-    let (mut first, mut changed, mut rewritten) = (Vec::new(), Vec::new(), Vec::new());
+    let mut write =
+        ScoreWrite { all: rows.len() as u64, first: Vec::new(), changed: Vec::new(), rewritten: Vec::new() };
     for (i, stored) in compare_with_stored(tx, rows).await?.into_iter().enumerate() {
         match stored {
-            Stored::Absent => first.push(&rows[i]),
-            Stored::Different => changed.push(&rows[i]),
+            Stored::Absent => write.first.push(&rows[i]),
+            Stored::Different => write.changed.push(&rows[i]),
             Stored::Same => continue,
         }
-        rewritten.push(i);
+        write.rewritten.push(i);
+    }
+    Ok(write)
+}
+
+/// The scores of a run sorted against the stored ones, to be written in
+/// the transaction that compared them.
+#[derive(Debug)]
+pub struct ScoreWrite<'r> {
+    all: u64,
+    /// Clients scored for the first time.
+    first: Vec<&'r ScoreRow>,
+    /// Clients whose stored score has other content.
+    changed: Vec<&'r ScoreRow>,
+    /// Indices (into the rows compared) of the first and changed scores.
+    rewritten: Vec<usize>,
+}
+
+impl ScoreWrite<'_> {
+    /// Indices (into the rows compared) of the scores the write inserts or
+    /// rewrites; every other client's stored score has the same content.
+    pub fn rewritten(&self) -> &[usize] {
+        &self.rewritten
     }
 
-    if !changed.is_empty() {
-        stage(tx, run_id, &changed, |staged| progress(RecomputePhase::Writing, staged)).await?;
-    }
-    let history = match run_id {
-        Some(run_id) => {
-            progress(RecomputePhase::RecordingHistory, 0);
-            let moved = if changed.is_empty() { 0 } else { record_changes(tx, run_id).await? };
-            let done = changed.len() as u64;
-            copy_first_history(tx, run_id, &first, |copied| progress(RecomputePhase::RecordingHistory, done + copied))
-                .await?;
-            progress(RecomputePhase::RecordingHistory, all);
-            moved + first.len() as u64
+    /// Writes the scores compared.
+    ///
+    /// A score whose content (fingerprint) is the stored one's is left
+    /// alone: a nightly run changes few clients, and reads bring an older
+    /// record up to the newest run (`explain::rebase`). A client scored for
+    /// the first time gets its score and (for a run) its first history row
+    /// by binary COPY straight into the tables, the bulk of a first run. A
+    /// changed score is staged in a temporary table by binary COPY, then one
+    /// statement appends a history row for each client whose classes,
+    /// lifecycle status or score band differ from its stored score (only
+    /// for a run) and one rewrites them: set-based, so Postgres joins and
+    /// writes a million clients in a pass instead of a statement per chunk.
+    ///
+    /// `progress` hears the rows staged so far as WRITING, then the rows
+    /// done of each step: RECORDING_HISTORY (only for a run) and STORING,
+    /// each ending with all rows.
+    pub async fn write(
+        self,
+        tx: &mut Transaction<'_, Postgres>,
+        run_id: Option<i64>,
+        mut progress: impl FnMut(RecomputePhase, u64),
+    ) -> sqlx::Result<ScoresWritten> {
+        let ScoreWrite { all, first, changed, rewritten } = self;
+        if !changed.is_empty() {
+            stage(tx, run_id, &changed, |staged| progress(RecomputePhase::Writing, staged)).await?;
         }
-        None => 0,
-    };
-    progress(RecomputePhase::Storing, 0);
-    if !changed.is_empty() {
-        sqlx::query(
-            "UPDATE client_scores o SET as_of = n.as_of, score = n.score, score_class = n.score_class,
-                 abc_class = n.abc_class, xyz_class = n.xyz_class, rfm_code = n.rfm_code,
-                 rfm_segment = n.rfm_segment, lifecycle_status = n.lifecycle_status,
-                 window_revenue_minor = n.window_revenue_minor, currency = n.currency,
-                 settings_version = n.settings_version, cluster = n.cluster, content_hash = n.content_hash,
-                 record = n.record, run_id = n.run_id, computed_at = now()
-             FROM staged_scores n
-             WHERE o.client_id = n.client_id",
-        )
-        .execute(&mut **tx)
-        .await?;
+        let history = match run_id {
+            Some(run_id) => {
+                progress(RecomputePhase::RecordingHistory, 0);
+                let moved = if changed.is_empty() { 0 } else { record_changes(tx, run_id).await? };
+                let done = changed.len() as u64;
+                copy_first_history(tx, run_id, &first, |copied| {
+                    progress(RecomputePhase::RecordingHistory, done + copied)
+                })
+                .await?;
+                progress(RecomputePhase::RecordingHistory, all);
+                moved + first.len() as u64
+            }
+            None => 0,
+        };
+        progress(RecomputePhase::Storing, 0);
+        if !changed.is_empty() {
+            sqlx::query(
+                "UPDATE client_scores o SET as_of = n.as_of, score = n.score, score_class = n.score_class,
+                     abc_class = n.abc_class, xyz_class = n.xyz_class, rfm_code = n.rfm_code,
+                     rfm_segment = n.rfm_segment, lifecycle_status = n.lifecycle_status,
+                     window_revenue_minor = n.window_revenue_minor, currency = n.currency,
+                     settings_version = n.settings_version, cluster = n.cluster, content_hash = n.content_hash,
+                     record = n.record, run_id = n.run_id, computed_at = now()
+                 FROM staged_scores n
+                 WHERE o.client_id = n.client_id",
+            )
+            .execute(&mut **tx)
+            .await?;
+        }
+        let done = changed.len() as u64;
+        let statement = format!("COPY client_scores ({SCORE_COLUMNS}) FROM STDIN (FORMAT binary)");
+        copy_scores(tx, &statement, run_id, &first, |copied| progress(RecomputePhase::Storing, done + copied)).await?;
+        progress(RecomputePhase::Storing, all);
+        Ok(ScoresWritten { history, rewritten })
     }
-    let done = changed.len() as u64;
-    let statement = format!("COPY client_scores ({SCORE_COLUMNS}) FROM STDIN (FORMAT binary)");
-    copy_scores(tx, &statement, run_id, &first, |copied| progress(RecomputePhase::Storing, done + copied)).await?;
-    progress(RecomputePhase::Storing, all);
-    Ok(ScoresWritten { history, rewritten })
 }
 
 /// Stages changed scores in `staged_scores` (dropped at commit).
@@ -360,13 +404,35 @@ async fn compare_with_stored(tx: &mut Transaction<'_, Postgres>, rows: &[ScoreRo
 
 /// The newest finished run: its date and start (every score it wrote
 /// carries that start as its compute time).
-pub async fn latest_run(pool: &PgPool) -> sqlx::Result<Option<(NaiveDate, DateTime<Utc>)>> {
-    let row = sqlx::query(
-        "SELECT as_of, started_at FROM recompute_runs WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+/// The recompute runs as score reads need them.
+#[derive(Debug, Default)]
+pub struct Runs {
+    /// The newest finished run's date and start.
+    pub newest: Option<(NaiveDate, DateTime<Utc>)>,
+    /// The starts of the runs not finished: failed, or still writing.
+    /// Failures are rare, and a run is a row a night.
+    pub unfinished: Vec<DateTime<Utc>>,
+}
+
+pub async fn known_runs(pool: &PgPool) -> sqlx::Result<Runs> {
+    let rows = sqlx::query(
+        "(SELECT as_of, started_at, true AS finished FROM recompute_runs
+          WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1)
+         UNION ALL
+         SELECT as_of, started_at, false FROM recompute_runs WHERE finished_at IS NULL",
     )
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await?;
-    row.map(|row| Ok((row.try_get("as_of")?, row.try_get("started_at")?))).transpose()
+    let mut runs = Runs::default();
+    for row in rows {
+        let started_at = row.try_get("started_at")?;
+        if row.try_get("finished")? {
+            runs.newest = Some((row.try_get("as_of")?, started_at));
+        } else {
+            runs.unfinished.push(started_at);
+        }
+    }
+    Ok(runs)
 }
 
 /// A client's history, newest first.
