@@ -1,7 +1,8 @@
 //! The scoring batch as of a date: aggregate in Postgres, classify in Rust
 //! (`branchscore_scoring::batch`), write scores and changed history in one
-//! transaction, refresh the cache. One run at a time across all replicas
-//! (a Postgres advisory lock held on a connection of its own).
+//! transaction while the cache takes the rewritten scores. One run at a
+//! time across all replicas (a Postgres advisory lock held on a connection
+//! of its own).
 use crate::explain::{self, ScoreContext};
 use crate::latest_run::LatestRun;
 use crate::maturity_batch::{self, Products};

@@ -111,14 +111,11 @@ const COPY_CHUNK: usize = 10_000;
 const SCORE_COLUMNS: &str = "client_id, as_of, score, score_class, abc_class, xyz_class, rfm_code, rfm_segment, \
      lifecycle_status, window_revenue_minor, currency, settings_version, cluster, content_hash, record, run_id";
 
-/// What `write_scores` wrote.
+/// What a score write wrote besides the scores.
 #[derive(Debug, Default)]
 pub struct ScoresWritten {
     /// History rows appended (or replaced, for a date run again).
     pub history: u64,
-    /// Indices (into the rows given) of the scores inserted or rewritten;
-    /// every other client's stored score already had the same content.
-    pub rewritten: Vec<usize>,
 }
 
 /// How a client's new score compares with its stored one.
@@ -213,7 +210,7 @@ impl ScoreWrite<'_> {
         run_id: Option<i64>,
         mut progress: impl FnMut(RecomputePhase, u64),
     ) -> sqlx::Result<ScoresWritten> {
-        let ScoreWrite { all, first, changed, rewritten } = self;
+        let ScoreWrite { all, first, changed, .. } = self;
         if !changed.is_empty() {
             stage(tx, run_id, &changed, |staged| progress(RecomputePhase::Writing, staged)).await?;
         }
@@ -250,7 +247,7 @@ impl ScoreWrite<'_> {
         let statement = format!("COPY client_scores ({SCORE_COLUMNS}) FROM STDIN (FORMAT binary)");
         copy_scores(tx, &statement, run_id, &first, |copied| progress(RecomputePhase::Storing, done + copied)).await?;
         progress(RecomputePhase::Storing, all);
-        Ok(ScoresWritten { history, rewritten })
+        Ok(ScoresWritten { history })
     }
 }
 
