@@ -53,7 +53,8 @@ impl KnownRuns {
 pub struct LatestRun {
     pool: PgPool,
     /// `None` until first read.
-    known: Arc<Mutex<Option<KnownRuns>>>,
+    /// Shared, not copied: every score read takes it.
+    known: Arc<Mutex<Option<Arc<KnownRuns>>>>,
     /// Held while reading, so reads end in the order they began and an
     /// older view never replaces a newer one; callers of the first read
     /// wait for it.
@@ -66,7 +67,7 @@ impl LatestRun {
     }
 
     /// The runs as last read.
-    pub async fn get(&self) -> AppResult<KnownRuns> {
+    pub async fn get(&self) -> AppResult<Arc<KnownRuns>> {
         if let Some(runs) = self.known() {
             return Ok(runs);
         }
@@ -79,7 +80,7 @@ impl LatestRun {
 
     /// Reads the runs now, as a run finished here must be known at once,
     /// with every run unfinished beside it.
-    pub async fn read(&self) -> sqlx::Result<KnownRuns> {
+    pub async fn read(&self) -> sqlx::Result<Arc<KnownRuns>> {
         let _reading = self.reading.lock().await;
         self.read_locked().await
     }
@@ -94,15 +95,15 @@ impl LatestRun {
         }
     }
 
-    async fn read_locked(&self) -> sqlx::Result<KnownRuns> {
+    async fn read_locked(&self) -> sqlx::Result<Arc<KnownRuns>> {
         let runs = store::known_runs(&self.pool).await?;
         let newest = runs.newest.map(|(as_of, started_at)| RunStamp { as_of, started_at });
-        let runs = KnownRuns { newest, unfinished: runs.unfinished };
-        *self.known.lock().unwrap_or_else(PoisonError::into_inner) = Some(runs.clone());
+        let runs = Arc::new(KnownRuns { newest, unfinished: runs.unfinished });
+        *self.known.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&runs));
         Ok(runs)
     }
 
-    fn known(&self) -> Option<KnownRuns> {
+    fn known(&self) -> Option<Arc<KnownRuns>> {
         self.known.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
