@@ -44,6 +44,15 @@ impl KnownRuns {
         let Some(computed) = computed.and_then(branchscore_proto::convert::to_datetime) else { return true };
         computed <= newest.started_at && !self.unfinished.contains(&computed)
     }
+
+    /// Whether a run started since the newest finished one has not
+    /// finished. To a run that holds the lock it died, and its cached
+    /// scores, never served, keep the reads of their clients on Postgres
+    /// until they expire, unless the next run replaces them all.
+    pub fn unfinished_since_newest(&self) -> bool {
+        let newest = self.newest.map(|run| run.started_at);
+        self.unfinished.iter().any(|&started| newest.is_none_or(|newest| started > newest))
+    }
 }
 
 /// The runs as last read, shared by a replica's reads and its recompute.
@@ -52,6 +61,8 @@ impl KnownRuns {
 #[derive(Debug, Clone)]
 pub struct LatestRun {
     pool: PgPool,
+    /// How long a run's cached scores may live after the next run started.
+    cached_for: Duration,
     /// `None` until first read.
     /// Shared, not copied: every score read takes it.
     known: Arc<Mutex<Option<Arc<KnownRuns>>>>,
@@ -62,8 +73,12 @@ pub struct LatestRun {
 }
 
 impl LatestRun {
-    pub fn new(pool: PgPool) -> Self {
-        LatestRun { pool, known: Arc::default(), reading: Arc::default() }
+    /// `cache_ttl` is the score cache's; an unfinished run is known for
+    /// that long after the next run started, and an hour more for keys set
+    /// late (a stalled process) and for clocks.
+    pub fn new(pool: PgPool, cache_ttl: Duration) -> Self {
+        let cached_for = cache_ttl + Duration::from_secs(3600);
+        LatestRun { pool, cached_for, known: Arc::default(), reading: Arc::default() }
     }
 
     /// The runs as last read.
@@ -96,7 +111,7 @@ impl LatestRun {
     }
 
     async fn read_locked(&self) -> sqlx::Result<Arc<KnownRuns>> {
-        let runs = store::known_runs(&self.pool).await?;
+        let runs = store::known_runs(&self.pool, self.cached_for).await?;
         let newest = runs.newest.map(|(as_of, started_at)| RunStamp { as_of, started_at });
         let runs = Arc::new(KnownRuns { newest, unfinished: runs.unfinished });
         *self.known.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&runs));
@@ -132,6 +147,14 @@ mod tests {
         assert!(!known.hold(Some(&timestamp(at(40)))), "a run still writing");
         assert!(!known.hold(Some(&timestamp(at(35)))), "a run begun after the last read");
         assert!(known.hold(None), "a score without a compute time predates runs");
+    }
+
+    #[test]
+    fn a_run_unfinished_since_the_newest_finished_one_is_noticed() {
+        assert!(!runs(None, &[]).unfinished_since_newest());
+        assert!(runs(None, &[5]).unfinished_since_newest(), "the first run died");
+        assert!(!runs(Some(30), &[20]).unfinished_since_newest(), "a run after it replaced its scores");
+        assert!(runs(Some(30), &[20, 40]).unfinished_since_newest());
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub async fn run(
         platform,
         |context| {
             let max = context.server.max_message_bytes;
-            let latest_run = latest_run::LatestRun::new(context.pool.clone());
+            let latest_run = latest_run::LatestRun::new(context.pool.clone(), ttl);
             let score_cache = ScoreCache::new(context.cache, context.pool.clone(), ttl);
             let recompute = Recompute {
                 pool: context.pool.clone(),

@@ -66,6 +66,7 @@ impl Recompute {
         let settings = stored.settings;
         let window = AnalysisWindow::as_of(as_of, settings.window_months).map_err(AppError::internal)?;
         let periods = LifecyclePeriods::as_of(as_of, settings.lifecycle_period_months).map_err(AppError::internal)?;
+        let cache_every_score = self.latest_run.read().await?.unfinished_since_newest();
         let (run_id, started_at) = store::start_run(&self.pool, as_of, stored.version, requested_by).await?;
         tracing::info!(run_id, %as_of, settings_version = stored.version, "recompute started");
 
@@ -173,9 +174,14 @@ impl Recompute {
         report(RecomputePhase::Writing, 0, total);
         let mut tx = self.pool.begin().await?;
         let write = store::compare_scores(&mut tx, &rows).await?;
-        let rewritten: Vec<(&str, &[u8])> =
-            write.rewritten().iter().map(|&i| (rows[i].client_id.as_str(), rows[i].record.as_slice())).collect();
-        let to_cache = rewritten.len() as u64;
+        let rewritten = write.rewritten().len() as u64;
+        let cached_scores: Vec<(&str, &[u8])> = if cache_every_score {
+            tracing::info!(run_id, "caching every score, over those of a run that did not finish");
+            rows.iter().map(|row| (row.client_id.as_str(), row.record.as_slice())).collect()
+        } else {
+            write.rewritten().iter().map(|&i| (rows[i].client_id.as_str(), rows[i].record.as_slice())).collect()
+        };
+        let to_cache = cached_scores.len() as u64;
         let committed = async {
             let written = write.write(&mut tx, Some(run_id), |phase, done| report(phase, done, total)).await?;
             store::insert_cluster_profiles(&mut tx, run_id, &profiles).await?;
@@ -195,7 +201,8 @@ impl Recompute {
             AppResult::Ok(outcome)
         };
         report(RecomputePhase::Caching, 0, to_cache);
-        let cached = self.score_cache.replace(&rewritten, |cached| report(RecomputePhase::Caching, cached, to_cache));
+        let cached =
+            self.score_cache.replace(&cached_scores, |cached| report(RecomputePhase::Caching, cached, to_cache));
         let (mut committed, mut cached) = (pin!(committed), pin!(cached));
         let outcome = tokio::select! {
             outcome = &mut committed => match outcome {
@@ -210,7 +217,7 @@ impl Recompute {
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(error) => {
-                let ids: Vec<&str> = rewritten.iter().map(|(id, _)| *id).collect();
+                let ids: Vec<&str> = cached_scores.iter().map(|(id, _)| *id).collect();
                 self.score_cache.forget(&ids).await;
                 return Err(error);
             }
@@ -224,7 +231,7 @@ impl Recompute {
             clusters: outcome.clusters,
             duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
             clients_with_satisfaction: rated as i64,
-            scores_rewritten: to_cache as i64,
+            scores_rewritten: rewritten as i64,
         };
         tracing::info!(
             run_id,

@@ -4,8 +4,9 @@ use branchscore_clients::store::ScoreRow;
 use branchscore_platform::Role;
 use branchscore_proto::clients::v1::*;
 use branchscore_proto::common::v1::{AbcClass, LifecycleStatus, Money, XyzClass};
-use branchscore_testkit::{PrivateRedis, TestEnv, authorized};
+use branchscore_testkit::{PrivateRedis, TestEnv, authorized, eventually};
 use prost::Message;
+use std::time::Duration;
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -316,7 +317,7 @@ async fn missing_or_bad_tokens_are_unauthenticated_but_health_is_open() {
         hs256_secret: "a-different-secret-of-enough-length-000".into(),
         ..Default::default()
     });
-    let forged = other.mint("eve", Role::Admin, &[], std::time::Duration::from_secs(60)).expect("mint");
+    let forged = other.mint("eve", Role::Admin, &[], Duration::from_secs(60)).expect("mint");
     let err = c.list_branches(authorized(&forged, ListBranchesRequest {})).await.expect_err("forged");
     assert_eq!(err.code(), Code::Unauthenticated);
     assert_eq!(
@@ -329,7 +330,7 @@ async fn missing_or_bad_tokens_are_unauthenticated_but_health_is_open() {
 async fn start_with_redis(redis: &PrivateRedis) -> Harness {
     let mut env = TestEnv::new();
     env.platform.redis.url = redis.url.clone();
-    env.platform.redis.reconnect_backoff_ms = std::time::Duration::from_millis(100);
+    env.platform.redis.reconnect_backoff_ms = Duration::from_millis(100);
     let config =
         branchscore_clients::Config { server: env.server(), database: env.database.clone(), ..Default::default() };
     let mut h = start_with(env, config).await;
@@ -359,13 +360,9 @@ async fn restart_from_snapshot(redis: &mut PrivateRedis) {
 
 /// Waits (up to 10 s) until no cached score is owed a purge.
 async fn until_no_purge_is_owed(h: &Harness) {
-    for _ in 0..100 {
-        if count(h, "score_cache_purges").await == 0 {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("owed purges of cached scores were not settled");
+    let settled =
+        eventually(Duration::from_secs(10), async || (count(h, "score_cache_purges").await == 0).then_some(()));
+    assert!(settled.await.is_some(), "owed purges of cached scores were not settled");
 }
 
 #[tokio::test]
@@ -392,15 +389,11 @@ async fn scores_are_served_from_redis_and_from_postgres_when_redis_is_down() {
     // the service has read that a run finished (within about a second).
     let changed = ClientScore { score: 10.0, score_class: "basic".into(), ..sample_score("C-WAW-1", "WAW") };
     save_scores(&pool, &[changed]).await;
-    let mut hit = None;
-    for _ in 0..50 {
-        hit = h.client.get_client_score(ask()).await.expect("hit").into_inner().score.map(|s| s.score);
-        if hit == Some(72.5) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(hit, Some(72.5));
+    let hit = eventually(Duration::from_secs(5), async || {
+        let read = h.client.get_client_score(ask()).await.expect("hit").into_inner().score;
+        read.filter(|s| s.score == 72.5)
+    });
+    assert!(hit.await.is_some(), "the cached score is served");
 
     // Redis dies: reads fall back to Postgres and keep working.
     redis.stop();
@@ -440,7 +433,7 @@ async fn health_turns_serving_only_after_migrations() {
     // The database gets created, but the schema is not there: NOT_SERVING, and it stays so.
     for _ in 0..10 {
         assert_eq!(branchscore_testkit::health(running.addr).await, ServingStatus::NotServing);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // What `branchscore migrate` does.
     let pool = branchscore_platform::db::connect(&database).await.expect("connect");
@@ -495,11 +488,11 @@ async fn scores_a_recompute_could_not_cache_are_purged_once_redis_is_back() {
     let h = start_with_redis(&redis).await;
     let pool = sqlx::PgPool::connect(&h.env.database.url).await.expect("pool");
     let mut config = h.env.platform.redis.clone();
-    config.reconnect_backoff_ms = std::time::Duration::from_millis(100);
+    config.reconnect_backoff_ms = Duration::from_millis(100);
     let score_cache = ScoreCache::new(
         branchscore_platform::cache::Cache::from_config(&config).expect("cache"),
         pool.clone(),
-        std::time::Duration::from_secs(3600),
+        Duration::from_secs(3600),
     );
     let older = sample_score("C-KRK-1", "KRK");
     score_cache.fill(std::slice::from_ref(&older)).await;

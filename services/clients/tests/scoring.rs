@@ -6,7 +6,8 @@ use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient
 use branchscore_proto::clients::v1::scoring_service_client::ScoringServiceClient;
 use branchscore_proto::clients::v1::*;
 use branchscore_proto::common::v1::{AbcClass, ClientKind, Date, Granularity, LifecycleStatus, XyzClass};
-use branchscore_testkit::authorized;
+use branchscore_testkit::{authorized, eventually};
+use std::time::Duration;
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
@@ -83,6 +84,11 @@ async fn recompute(
         messages.push(message);
     }
     Ok(messages)
+}
+
+/// How many scores a run put in the cache.
+fn caching_total(messages: &[RecomputeScoresResponse]) -> Option<i64> {
+    messages.iter().filter(|m| m.phase() == RecomputePhase::Caching).map(|m| m.total).max()
 }
 
 async fn score(h: &mut Harness, id: &str) -> ClientScore {
@@ -276,15 +282,12 @@ async fn a_later_run_rewrites_only_the_scores_whose_content_changed() {
         .into_inner();
     assert!(batch.scores.iter().all(|s| s.as_of == next), "batch reads are brought up to date too");
     // The other replica learns of the new run within about a second.
-    let mut seen = None;
-    for _ in 0..50 {
-        seen = other.get_client_score(ask()).await.expect("replica read").into_inner().score.and_then(|s| s.as_of);
-        if seen == next {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(seen, next, "the other replica reads the newest run");
+    let seen = eventually(Duration::from_secs(5), async || {
+        let read = other.get_client_score(ask()).await.expect("replica read").into_inner().score;
+        read.filter(|s| s.as_of == next)
+    })
+    .await;
+    assert!(seen.is_some(), "the other replica reads the newest run");
 
     // C-WAW-2 buys on the 24th: its recency and R score change, so its score is rewritten.
     // C-WAW-5, new, buys too: its first score and history row go in beside the rewrite.
@@ -332,20 +335,14 @@ async fn a_second_recompute_is_refused_while_one_runs() {
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     drop(held);
     // The lock goes with its connection; the next run may start.
-    let mut finished = None;
-    for _ in 0..50 {
-        match recompute(&mut scoring, &h.admin, as_of()).await {
-            Ok(messages) => {
-                finished = messages.last().and_then(|m| m.summary);
-                break;
-            }
-            Err(status) if status.code() == Code::FailedPrecondition => {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await
-            }
+    let finished =
+        eventually(Duration::from_secs(5), async || match recompute(&mut scoring, &h.admin, as_of()).await {
+            Ok(messages) => Some(messages.last().and_then(|m| m.summary)),
+            Err(status) if status.code() == Code::FailedPrecondition => None,
             Err(status) => panic!("{status:?}"),
-        }
-    }
-    assert_eq!(finished.map(|s| s.clients), Some(6));
+        })
+        .await;
+    assert_eq!(finished.flatten().map(|s| s.clients), Some(6));
 }
 
 /// A run puts its scores in the cache while Postgres writes them, so a
@@ -388,10 +385,21 @@ async fn cached_scores_of_runs_not_finished_are_not_served() {
         .expect("SET");
     assert_eq!(score(&mut h, "C-WAW-1").await.score, truth.score, "a run still writing");
 
-    // That run dies; the next one finishes and finds C-WAW-1 unchanged, so
-    // the dead run's score stays cached, but it is never served.
-    recompute(&mut scoring, &admin, as_of()).await.expect("the next run");
-    assert_eq!(cached(&h, "C-WAW-1").await.map(|c| c.score), Some(1.0), "the dead run's score is still cached");
+    // That run dies. The next one finds C-WAW-1 unchanged, but caches every
+    // score over the dead run's, and its own are served from the cache.
+    let next_run = recompute(&mut scoring, &admin, as_of()).await.expect("the next run");
+    let summary = next_run.last().and_then(|m| m.summary).expect("summary");
+    assert_eq!(summary.scores_rewritten, 0, "nothing changed");
+    assert_eq!(caching_total(&next_run), Some(summary.clients), "every score cached");
+    let replaced = cached(&h, "C-WAW-1").await.expect("cached by the next run");
+    let next_start: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "SELECT started_at FROM recompute_runs WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the next run finished");
+    assert_eq!(replaced.compute_time, Some(branchscore_proto::convert::timestamp(next_start)));
+    assert_eq!(replaced.score, truth.score);
     assert_eq!(score(&mut h, "C-WAW-1").await.score, truth.score, "a run that never finished");
 
     // C-WAW-2 buys on the 24th, and the run that would rewrite its score
@@ -426,12 +434,41 @@ async fn cached_scores_of_runs_not_finished_are_not_served() {
     let served = score(&mut h, "C-WAW-2").await;
     assert_eq!((served.last_purchase, served.as_of), (before.last_purchase, as_of()));
 
-    // Once Postgres writes again, the next run serves the new score.
+    // Once Postgres writes again, the next run serves the new score, and
+    // caches every score over what the failed run may have left.
     sqlx::raw_sql("DROP TRIGGER refuse_scores ON client_scores").execute(&pool).await.expect("drop trigger");
-    recompute(&mut scoring, &admin, next).await.expect("a run that writes");
+    let writes = recompute(&mut scoring, &admin, next).await.expect("a run that writes");
+    let summary = writes.last().and_then(|m| m.summary).expect("summary");
+    assert_eq!(caching_total(&writes), Some(summary.clients), "every score cached after a failed run");
     let served = score(&mut h, "C-WAW-2").await;
     assert_eq!((served.last_purchase, served.as_of), (next, next));
     assert_eq!(cached(&h, "C-WAW-2").await.and_then(|c| c.last_purchase), next, "cached by the run");
+}
+
+#[tokio::test]
+async fn unfinished_runs_are_known_while_their_cached_scores_may_live() {
+    let h = start().await;
+    let pool = sqlx::PgPool::connect(&h.env.database.url).await.expect("pool");
+    // Runs started 10 h ago (died), 9 h (finished), 2 h (died), 1 h (the
+    // newest finished) and 10 minutes ago (still writing).
+    sqlx::raw_sql(
+        "INSERT INTO recompute_runs (as_of, settings_version, requested_by, started_at, finished_at) VALUES
+             ('2026-11-20', 0, 'test', now() - interval '10 hours', NULL),
+             ('2026-11-21', 0, 'test', now() - interval '9 hours', now() - interval '9 hours'),
+             ('2026-11-22', 0, 'test', now() - interval '2 hours', NULL),
+             ('2026-11-23', 0, 'test', now() - interval '1 hour', now() - interval '1 hour'),
+             ('2026-11-24', 0, 'test', now() - interval '10 minutes', NULL)",
+    )
+    .execute(&pool)
+    .await
+    .expect("runs");
+    let hours = |n: u64| Duration::from_secs(n * 3600);
+    let runs = branchscore_clients::store::known_runs(&pool, hours(5)).await.expect("runs");
+    assert_eq!(runs.newest.map(|(as_of, _)| as_of), Some(chrono::NaiveDate::from_ymd_opt(2026, 11, 23).expect("date")));
+    // Keys live 5 h: the run of 10 h ago set its own before the next began, 9 h ago.
+    assert_eq!(runs.unfinished.len(), 2, "{:?}", runs.unfinished);
+    let runs = branchscore_clients::store::known_runs(&pool, hours(12)).await.expect("runs");
+    assert_eq!(runs.unfinished.len(), 3, "{:?}", runs.unfinished);
 }
 
 #[tokio::test]

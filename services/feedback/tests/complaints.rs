@@ -2,7 +2,7 @@
 //! allowed and refused transitions with their history, escalation of
 //! overdue complaints, aging, and branch scope.
 use branchscore_proto::feedback::v1::*;
-use branchscore_testkit::authorized;
+use branchscore_testkit::{authorized, eventually};
 use std::collections::HashMap;
 use std::time::Duration;
 use tonic::Code;
@@ -358,19 +358,14 @@ async fn an_overdue_complaint_is_escalated_each_deadline_up_to_three_times_and_a
     };
     let complaint = h.complaints.register_complaint(authorized(&staff, register)).await.expect("register").into_inner();
     let id = complaint.complaint.expect("complaint").id;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let escalated = loop {
-        let got = h
-            .complaints
-            .get_complaint(authorized(&staff, GetComplaintRequest { complaint_id: id.clone() }))
-            .await
-            .expect("get")
-            .into_inner();
-        if got.complaint.as_ref().is_some_and(|c| c.escalation_level == 3) {
-            break got;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not escalated three times: {got:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let escalated = eventually(Duration::from_secs(20), async || {
+        let got =
+            h.complaints.get_complaint(authorized(&staff, GetComplaintRequest { complaint_id: id.clone() })).await;
+        Some(got.expect("get").into_inner())
+            .filter(|got| got.complaint.as_ref().is_some_and(|c| c.escalation_level == 3))
+    });
+    let Some(escalated) = escalated.await else {
+        panic!("not escalated three times: {:#?}", history(&mut h, &staff, &id).await);
     };
     let complaint = escalated.complaint.expect("complaint");
     assert!(complaint.overdue);

@@ -8,7 +8,7 @@
 //! CSAT 5), NEW (loan: 2 4 4, NPS 6) and KRK-1 (general: 4 4, NPS 8, CSAT 3).
 use branchscore_proto::common::v1::Granularity;
 use branchscore_proto::feedback::v1::*;
-use branchscore_testkit::authorized;
+use branchscore_testkit::{authorized, eventually};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tonic::Code;
@@ -355,16 +355,12 @@ async fn kpi_facts_list_the_records_behind_each_counter() {
     };
     let (explicit, hidden) = (opened_by(ComplaintSource::Explicit), opened_by(ComplaintSource::Hidden));
     h.execute(&format!("UPDATE complaints SET due_at = now() - interval '1 hour' WHERE id = '{explicit}'")).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let escalated = eventually(Duration::from_secs(20), async || {
         let got =
             h.complaints.get_complaint(authorized(&admin, GetComplaintRequest { complaint_id: explicit.clone() }));
-        if got.await.expect("get").into_inner().complaint.is_some_and(|c| c.escalation_level == 1) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not escalated");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        got.await.expect("get").into_inner().complaint.filter(|c| c.escalation_level == 1)
+    });
+    assert!(escalated.await.is_some(), "not escalated");
 
     let invitations = h.feedback.list_invitations(authorized(&admin, ListInvitationsRequest::default())).await;
     let invitations = invitations.expect("invitations").into_inner().invitations;

@@ -7,7 +7,7 @@ use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient
 use branchscore_proto::common::v1::{ClientKind, Date, EmployeeRole, Granularity, Money, SizeBand};
 use branchscore_proto::pipeline::v1::pipeline_service_client::PipelineServiceClient;
 use branchscore_proto::pipeline::v1::*;
-use branchscore_testkit::{TestEnv, authorized};
+use branchscore_testkit::{TestEnv, authorized, eventually};
 use std::net::SocketAddr;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -382,15 +382,11 @@ async fn events_reach_a_restarted_watcher_and_the_redis_stream() {
     let redis = redis::Client::open(h.pipeline_env.platform.redis.url.as_str()).expect("redis");
     let mut conn = redis.get_multiplexed_async_connection().await.expect("redis");
     let stream = format!("{}pipeline:stage_events", h.pipeline_env.platform.redis.key_prefix);
-    let mut length = 0;
-    for _ in 0..100 {
-        length = redis::cmd("XLEN").arg(&stream).query_async(&mut conn).await.expect("XLEN");
-        if length == 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(length, 3);
+    let published = eventually(std::time::Duration::from_secs(5), async || {
+        let length: u64 = redis::cmd("XLEN").arg(&stream).query_async(&mut conn).await.expect("XLEN");
+        (length == 3).then_some(())
+    });
+    assert!(published.await.is_some(), "the three events are in the stream");
     let _: () = redis::cmd("DEL").arg(&stream).query_async(&mut conn).await.expect("DEL");
 }
 

@@ -6,7 +6,7 @@ use branchscore_proto::reporting::v1::reporting_service_client::ReportingService
 use branchscore_proto::reporting::v1::*;
 use branchscore_reporting::delivery::ExportStream;
 use branchscore_reporting::store::{NewExport, record_export};
-use branchscore_testkit::authorized;
+use branchscore_testkit::{authorized, eventually};
 use calamine::{Data, Reader, Xlsx};
 use chrono::{NaiveDate, Utc};
 use sha2::{Digest, Sha256};
@@ -73,19 +73,12 @@ fn leaderboard_export(format: FileFormat) -> ExportReportRequest {
 /// The audit as `token` sees it, once the exports have finished streaming.
 async fn audit(world: &World, token: &str, expected: usize) -> Vec<ExportRecord> {
     let mut reporting = world.reporting.clone();
-    for _ in 0..100 {
-        let exports = reporting
-            .list_exports(authorized(token, ListExportsRequest::default()))
-            .await
-            .expect("exports")
-            .into_inner()
-            .exports;
-        if exports.len() == expected && exports.iter().all(|e| e.status() != ExportStatus::Streaming) {
-            return exports;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the audit does not show {expected} finished exports");
+    let finished = eventually(Duration::from_secs(2), async || {
+        let listed = reporting.list_exports(authorized(token, ListExportsRequest::default())).await;
+        let exports = listed.expect("exports").into_inner().exports;
+        (exports.len() == expected && exports.iter().all(|e| e.status() != ExportStatus::Streaming)).then_some(exports)
+    });
+    finished.await.unwrap_or_else(|| panic!("the audit does not show {expected} finished exports"))
 }
 
 #[tokio::test]
@@ -294,16 +287,12 @@ async fn a_live_export_renews_its_lease_and_one_whose_process_stopped_reads_as_i
     // Wait until the live lease has been renewed past twice its first end:
     // by then the orphan's lease, as long and as old, has run out.
     let renewed_twice = "SELECT lease_until > started_at + make_interval(secs => $2) FROM exports WHERE id = $1";
-    let mut renewed = false;
-    for _ in 0..250 {
+    let renewed = eventually(Duration::from_secs(5), async || {
         let query = sqlx::query_scalar(renewed_twice).bind(live).bind((lease * 2).as_secs_f64());
-        renewed = query.fetch_one(&pool).await.expect("lease");
-        if renewed {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(renewed, "the live export's lease was not renewed");
+        let renewed: bool = query.fetch_one(&pool).await.expect("lease");
+        renewed.then_some(())
+    });
+    assert!(renewed.await.is_some(), "the live export's lease was not renewed");
     let exports = list().await;
     let (status, finished) = listed(&exports, orphan);
     assert_eq!(status, ExportStatus::Interrupted, "its lease ran out");
@@ -314,11 +303,8 @@ async fn a_live_export_renews_its_lease_and_one_whose_process_stopped_reads_as_i
 
     // Dropped before its bytes went out: interrupted, now, by the stream itself.
     drop(stream);
-    for _ in 0..100 {
-        if listed(&list().await, live).0 == ExportStatus::Interrupted {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the dropped stream was not recorded as interrupted");
+    let interrupted = eventually(Duration::from_secs(2), async || {
+        (listed(&list().await, live).0 == ExportStatus::Interrupted).then_some(())
+    });
+    assert!(interrupted.await.is_some(), "the dropped stream was not recorded as interrupted");
 }

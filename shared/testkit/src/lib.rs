@@ -147,6 +147,22 @@ pub async fn wait_serving(addr: SocketAddr) {
     }
 }
 
+/// Asks `probe` every 50 ms until it answers `Some`, for at most `within`,
+/// for what a background task brings about and no API announces. Returns
+/// the answer, or `None` if none came in time.
+pub async fn eventually<T>(within: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(answer) = probe().await {
+            return Some(answer);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Adds `authorization: Bearer <token>` to a request.
 pub fn authorized<T>(token: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

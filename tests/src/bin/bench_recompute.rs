@@ -145,7 +145,7 @@ async fn recompute_child(
         score_cache: ScoreCache::new(cache, pool.clone(), ttl),
         currency: "PLN".into(),
         satisfaction: None,
-        latest_run: LatestRun::new(pool.clone()),
+        latest_run: LatestRun::new(pool.clone(), ttl),
     };
     let before = peak_rss_bytes().unwrap_or(0);
 

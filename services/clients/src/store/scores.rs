@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
 use prost::Message;
 use sqlx::{PgPool, Postgres, Row, Transaction};
+use std::time::Duration;
 
 /// The columns of `client_scores` next to the encoded record.
 #[derive(Debug, Clone)]
@@ -399,25 +400,33 @@ async fn compare_with_stored(tx: &mut Transaction<'_, Postgres>, rows: &[ScoreRo
     Ok(stored)
 }
 
-/// The newest finished run: its date and start (every score it wrote
-/// carries that start as its compute time).
 /// The recompute runs as score reads need them.
 #[derive(Debug, Default)]
 pub struct Runs {
-    /// The newest finished run's date and start.
+    /// The newest finished run's date and start (every score it wrote
+    /// carries that start as its compute time).
     pub newest: Option<(NaiveDate, DateTime<Utc>)>,
-    /// The starts of the runs not finished: failed, or still writing.
-    /// Failures are rare, and a run is a row a night.
+    /// The starts of the runs not finished (failed, or still writing) whose
+    /// cached scores may still be in Redis.
     pub unfinished: Vec<DateTime<Utc>>,
 }
 
-pub async fn known_runs(pool: &PgPool) -> sqlx::Result<Runs> {
+/// The newest finished run and the unfinished ones, less those followed by
+/// a run that started more than `cached_for` ago: one run at a time, so a
+/// run that did not finish had set its keys before the next one started,
+/// and keys live at most `cached_for`.
+pub async fn known_runs(pool: &PgPool, cached_for: Duration) -> sqlx::Result<Runs> {
     let rows = sqlx::query(
         "(SELECT as_of, started_at, true AS finished FROM recompute_runs
           WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1)
          UNION ALL
-         SELECT as_of, started_at, false FROM recompute_runs WHERE finished_at IS NULL",
+         SELECT as_of, started_at, false FROM recompute_runs run
+          WHERE finished_at IS NULL
+            AND NOT EXISTS (SELECT FROM recompute_runs later
+                             WHERE later.started_at > run.started_at
+                               AND later.started_at < now() - $1 * interval '1 second')",
     )
+    .bind(cached_for.as_secs_f64())
     .fetch_all(pool)
     .await?;
     let mut runs = Runs::default();
