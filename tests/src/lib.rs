@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 pub mod cores;
+pub mod cpu;
 pub mod network;
 
 /// Rows per second, as printed in the benchmark tables.

@@ -18,7 +18,15 @@
 //!   forwarding), to show what the public entry adds;
 //! - the reference: `grpc.health.v1.Health/Check` on a bare tonic server in
 //!   the same process (no auth, no middleware), at the same rates;
-//! - `redis-benchmark` GET of one key holding a value the size of a score.
+//! - `redis-benchmark` GET of one key holding a value the size of a score;
+//! - the machine itself, idle: how late a thread that asks to wake every
+//!   200 us wakes (the floor under every tail measured here).
+//!
+//! Beside each level's latency it prints the CPU time per call of each part
+//! (the service, the gateway, the load generator, Redis, Postgres) and how
+//! busy the machine was: on a small shared machine the tails move from run
+//! to run with the machine, the CPU time per call much less, so that is the
+//! figure for comparing two builds or two paths.
 //!
 //! The load is open-loop: request n is due at `start + n / rate` whatever
 //! happened to the earlier ones, and its latency runs from that due time
@@ -40,6 +48,7 @@ use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient
 use branchscore_proto::clients::v1::*;
 use branchscore_proto::common::v1::{AbcClass, Date, LifecycleStatus, Money, XyzClass};
 use branchscore_testkit::TestEnv;
+use branchscore_tests::cpu::{CpuPerCall, CpuTimes};
 use branchscore_tests::{cores, load_average, machine};
 use chrono::NaiveDate;
 use clap::Parser;
@@ -120,6 +129,9 @@ const GATEWAY_P99_GOAL_MS: f64 = 1.0;
 /// A call still unanswered after this counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const REDIS_BENCHMARK_KEY: &str = "key:__rand_int__";
+/// The idle machine's wake-up check: about the gap between two calls at 5 000 rps.
+const WAKEUP_PERIOD: Duration = Duration::from_micros(200);
+const WAKEUP_SECONDS: f64 = 3.0;
 
 type CallFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 /// Makes the future of request `n` of a level.
@@ -136,6 +148,8 @@ struct Level {
     lag: Histogram<u64>,
     /// Redis keyspace hits and misses during the level (all clients of the Redis).
     redis: Option<(u64, u64)>,
+    /// CPU time per call, by part, over the level.
+    cpu: CpuPerCall,
 }
 
 impl Level {
@@ -227,7 +241,7 @@ fn run_level(runtime: &Runtime, rate: f64, seconds: f64, call: &Call) -> Level {
         }
     }
     let achieved = ok as f64 / last.saturating_duration_since(start).as_secs_f64().max(f64::EPSILON);
-    Level { offered: rate, sent: requests, errors, achieved, latency, lag, redis: None }
+    Level { offered: rate, sent: requests, errors, achieved, latency, lag, redis: None, cpu: CpuPerCall::default() }
 }
 
 fn describe(label: &str, level: &Level, max_p99_ms: f64) {
@@ -245,6 +259,7 @@ fn describe(label: &str, level: &Level, max_p99_ms: f64) {
         level.hit_ratio(),
         level.errors_text(),
     );
+    eprintln!("         cpu: {}", level.cpu.text());
 }
 
 /// The paths under load.
@@ -314,7 +329,9 @@ impl Bench {
         };
         let call = self.call(path, plan);
         let before = self.keyspace()?;
+        let cpu_before = CpuTimes::now();
         let mut level = run_level(&self.load, rate, seconds, &call);
+        level.cpu = CpuTimes::now().per_call_since(&cpu_before, level.sent);
         let after = self.keyspace()?;
         level.redis = Some((after.0.saturating_sub(before.0), after.1.saturating_sub(before.1)));
         describe(path.label(), &level, self.options.max_p99_ms);
@@ -690,6 +707,21 @@ async fn start_echo() -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// How late a thread that asks to wake every `period` wakes, over
+/// `seconds` on a machine otherwise idle: the floor under every latency
+/// tail measured here (scheduler, timer slack, a virtual machine's stalls).
+fn wakeup_lateness(seconds: f64, period: Duration) -> Histogram<u64> {
+    let mut lateness = histogram();
+    let start = Instant::now();
+    let wakeups = (seconds / period.as_secs_f64()) as u32;
+    for n in 1..=wakeups {
+        let due = start + period * n;
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        lateness.saturating_record(micros(Instant::now().saturating_duration_since(due)));
+    }
+    lateness
+}
+
 /// `redis-benchmark` GET figures.
 struct RedisBenchmark {
     command: String,
@@ -843,6 +875,8 @@ fn main() -> anyhow::Result<()> {
         seed: 0,
     };
 
+    eprintln!("the machine idle: a thread waking every {} us for {WAKEUP_SECONDS} s", WAKEUP_PERIOD.as_micros());
+    let lateness = wakeup_lateness(WAKEUP_SECONDS, WAKEUP_PERIOD);
     let (rate, seconds) = (bench.options.rate, bench.options.seconds);
     let mut fixed = Vec::new();
     let mut searches = Vec::new();
@@ -866,7 +900,8 @@ fn main() -> anyhow::Result<()> {
     }
     // The scores cached under this run's prefix would otherwise stay in Redis for the TTL (36 h).
     bench.clear_cache()?;
-    report(&bench.options, &machine, record_bytes, &fixed, &searches, &reference);
+    let figures = Figures { record_bytes, fixed, searches, redis: reference, lateness };
+    report(&bench.options, &machine, &figures);
     if let Some((gateway, rest)) = &pinning {
         println!("gateway on core(s) {gateway:?}; the service, the load generator and Redis on {rest:?}");
     }
@@ -880,14 +915,17 @@ fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "**not met**" }
 }
 
-fn report(
-    options: &Options,
-    machine: &str,
+/// Everything the report prints.
+struct Figures {
     record_bytes: usize,
-    fixed: &[(Path, Level)],
-    searches: &[(Path, Search)],
-    redis: &RedisBenchmark,
-) {
+    fixed: Vec<(Path, Level)>,
+    searches: Vec<(Path, Search)>,
+    redis: RedisBenchmark,
+    lateness: Histogram<u64>,
+}
+
+fn report(options: &Options, machine: &str, figures: &Figures) {
+    let Figures { record_bytes, fixed, searches, redis, lateness } = figures;
     println!(
         "Score lookup, open loop: {} clients, score records of {record_bytes} bytes on average, {} HTTP/2 connections, \
          random clients (each client at most once per miss level)",
@@ -920,6 +958,37 @@ fn report(
         "| {} (closed loop, 50 connections, one key of {record_bytes} bytes) | - | {:.0} | {:.3} | {:.3} | - | - | - | - |",
         redis.command, redis.rps, redis.p50_ms, redis.p99_ms
     );
+    let ms = |quantile: f64| lateness.value_at_quantile(quantile) as f64 / 1000.0;
+    println!(
+        "| the machine idle: lateness of a thread waking every {} us | - | - | {:.3} | {:.3} | {:.3} | {:.3} | - | - |",
+        WAKEUP_PERIOD.as_micros(),
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
+        lateness.max() as f64 / 1000.0
+    );
+    println!();
+    println!(
+        "CPU time per call at the fixed rate (us; the load generator is its `load` runtime and the main thread, \
+         which sends; the gateway shares the service's runtime unless `--gateway-core`):"
+    );
+    println!();
+    println!("| path | service | gateway | load generator | Redis | Postgres | machine busy |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let main_thread = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    for (path, level) in fixed {
+        let cpu = &level.cpu;
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0}% |",
+            path.name(),
+            cpu.of("service"),
+            cpu.of("gateway"),
+            cpu.of("load") + cpu.of(main_thread.trim()),
+            cpu.of("redis-server"),
+            cpu.of("postgres"),
+            cpu.machine_busy * 100.0
+        );
+    }
     let rate_of = |wanted: Path| searches.iter().find(|(path, _)| *path == wanted).map(|(_, s)| s.rate());
     if !searches.is_empty() {
         println!();
