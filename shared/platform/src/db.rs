@@ -20,8 +20,10 @@ pub async fn ensure_database(config: &DatabaseConfig) -> anyhow::Result<()> {
         let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
         match sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await {
             Ok(_) => tracing::info!(database = %name, "created database"),
-            // Another replica created it first.
-            Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some("42P04") => {}
+            // Another replica created it first: duplicate_database, or
+            // unique_violation on pg_database when both got past the check
+            // at the same moment.
+            Err(sqlx::Error::Database(err)) if matches!(err.code().as_deref(), Some("42P04" | "23505")) => {}
             Err(err) => return Err(err.into()),
         }
     }
@@ -126,6 +128,29 @@ mod tests {
         let url = std::env::var("BRANCHSCORE_TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         PgPool::connect(&url).await.expect("the test Postgres")
+    }
+
+    #[tokio::test]
+    async fn replicas_starting_together_all_find_the_database_they_create() {
+        let url = std::env::var("BRANCHSCORE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("bs_platform_create_{}", std::process::id());
+        let config = DatabaseConfig {
+            url: format!("{}/{name}", url.rsplit_once('/').expect("a database url").0),
+            ..Default::default()
+        };
+        drop_database(&config).await.expect("no leftover");
+        let replicas = (0..8).map(|_| ensure_database(&config));
+        for outcome in futures::future::join_all(replicas).await {
+            outcome.expect("every replica goes on");
+        }
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&server().await)
+            .await
+            .expect("pg_database");
+        assert!(exists);
+        drop_database(&config).await.expect("dropped");
     }
 
     #[tokio::test]
