@@ -3,7 +3,7 @@
 use crate::explain;
 use crate::ingest::{self, KnownReferences};
 use crate::latest_run::LatestRun;
-use crate::score_cache::ScoreCache;
+use crate::score_cache::{Cached, ScoreCache};
 use crate::store::{self, Catalogue, ClientFilter};
 use branchscore_platform::coalesce::Coalescer;
 use branchscore_platform::config::CompanyConfig;
@@ -64,14 +64,29 @@ impl ClientsApi {
         let cached = self.score_cache.get_many(ids).await;
         let mut found = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
-        for (id, score) in ids.iter().zip(cached) {
-            match score.filter(|score| runs.hold(score.compute_time.as_ref())) {
-                Some(score) => found.push(score),
-                None => missing.push(id.clone()),
+        // Cached records that will never be served, to replace after the read.
+        let mut unservable = Vec::new();
+        for (id, cached) in ids.iter().zip(cached) {
+            let Some(Cached { record, score }) = cached else {
+                missing.push(id.clone());
+                continue;
+            };
+            match score {
+                Some(score) if runs.hold(score.compute_time.as_ref()) => found.push(score),
+                Some(score) if !runs.dead(score.compute_time.as_ref()) => missing.push(id.clone()),
+                // A dead run's score, or a record that does not decode.
+                _ => {
+                    unservable.push((id.clone(), record));
+                    missing.push(id.clone());
+                }
             }
         }
         if !missing.is_empty() {
-            found.extend(self.stored_scores.get(missing).await?);
+            let stored = self.stored_scores.get(missing).await?;
+            if !unservable.is_empty() {
+                self.score_cache.replace_unservable(unservable, &stored).await;
+            }
+            found.extend(stored);
         }
         found.retain(|score| principal.can_access(&score.branch_id));
         if let Some(run) = runs.newest {

@@ -4,6 +4,7 @@
 //! its scores in the cache while Postgres is still writing them, so a
 //! cached score computed by a run that has not finished (still writing, or
 //! failed) is not the truth and is not served.
+use crate::recompute::RunLock;
 use crate::store;
 use branchscore_platform::AppResult;
 use branchscore_platform::shutdown::{CancellationToken, Ticks};
@@ -32,6 +33,8 @@ pub struct KnownRuns {
     /// Starts of the runs not finished when read (failed, or still
     /// writing), except those finished here since.
     unfinished: Vec<DateTime<Utc>>,
+    /// Whether a run held the recompute lock when read (after the runs).
+    running: bool,
 }
 
 impl KnownRuns {
@@ -43,6 +46,18 @@ impl KnownRuns {
         let Some(newest) = self.newest else { return false };
         let Some(computed) = computed.and_then(branchscore_proto::convert::to_datetime) else { return true };
         computed <= newest.started_at && !self.unfinished.contains(&computed)
+    }
+
+    /// Whether a cached score computed at `computed` belongs to a run that
+    /// will never finish: not finished, and either no run was alive or a
+    /// later one had started (runs take turns). Such a score is never
+    /// served, and a miss may replace it. A run found dead may only have
+    /// finished between the two reads; replacing its score then stores
+    /// the same score, read from Postgres after it finished.
+    pub fn dead(&self, computed: Option<&prost_types::Timestamp>) -> bool {
+        let Some(computed) = computed.and_then(branchscore_proto::convert::to_datetime) else { return false };
+        let newest_unfinished = self.unfinished.iter().max();
+        self.unfinished.contains(&computed) && (!self.running || newest_unfinished.is_some_and(|&n| computed < n))
     }
 
     /// Whether a run started since the newest finished one has not
@@ -112,8 +127,11 @@ impl LatestRun {
 
     async fn read_locked(&self) -> sqlx::Result<Arc<KnownRuns>> {
         let runs = store::known_runs(&self.pool, self.cached_for).await?;
+        // After the runs: a run seen unfinished and then not holding the
+        // lock has died, or finished in between (see `KnownRuns::dead`).
+        let running = RunLock::held(&self.pool).await?;
         let newest = runs.newest.map(|(as_of, started_at)| RunStamp { as_of, started_at });
-        let runs = Arc::new(KnownRuns { newest, unfinished: runs.unfinished });
+        let runs = Arc::new(KnownRuns { newest, unfinished: runs.unfinished, running });
         *self.known.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&runs));
         Ok(runs)
     }
@@ -134,7 +152,7 @@ mod tests {
 
     fn runs(newest: Option<i64>, unfinished: &[i64]) -> KnownRuns {
         let newest = newest.map(|s| RunStamp { as_of: NaiveDate::default(), started_at: at(s) });
-        KnownRuns { newest, unfinished: unfinished.iter().map(|&s| at(s)).collect() }
+        KnownRuns { newest, unfinished: unfinished.iter().map(|&s| at(s)).collect(), running: false }
     }
 
     #[test]
@@ -155,6 +173,20 @@ mod tests {
         assert!(runs(None, &[5]).unfinished_since_newest(), "the first run died");
         assert!(!runs(Some(30), &[20]).unfinished_since_newest(), "a run after it replaced its scores");
         assert!(runs(Some(30), &[20, 40]).unfinished_since_newest());
+    }
+
+    #[test]
+    fn a_run_unfinished_is_dead_unless_it_may_be_the_one_running() {
+        // Runs started at 10 (finished), 20 (died), 30 (the newest), 40 (unfinished).
+        let stopped = runs(Some(30), &[20, 40]);
+        let running = KnownRuns { running: true, ..stopped.clone() };
+        let score_of = |second| timestamp(at(second));
+        assert!(stopped.dead(Some(&score_of(40))), "no run holds the lock: it died");
+        assert!(!running.dead(Some(&score_of(40))), "the newest unfinished run may be the one running");
+        assert!(stopped.dead(Some(&score_of(20))) && running.dead(Some(&score_of(20))), "a later run started");
+        assert!(!stopped.dead(Some(&score_of(30))), "a finished run");
+        assert!(!stopped.dead(Some(&score_of(35))), "a run begun after the last read");
+        assert!(!stopped.dead(None), "a score without a compute time");
     }
 
     #[test]

@@ -271,6 +271,23 @@ impl RunLock {
         // Closing the session releases its advisory locks.
         let _ = self.0.close().await;
     }
+
+    /// Whether any session holds the lock now, that is whether a run is
+    /// alive: a run that stopped without finishing (its process killed)
+    /// lost the lock with its connection.
+    pub async fn held(pool: &PgPool) -> sqlx::Result<bool> {
+        // pg_locks shows a bigint advisory key as its high and low 32 bits.
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM pg_locks
+                            WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                              AND classid::int8 = $1 AND objid::int8 = $2
+                              AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+        )
+        .bind(LOCK_KEY >> 32)
+        .bind(LOCK_KEY & 0xffff_ffff)
+        .fetch_one(pool)
+        .await
+    }
 }
 
 /// Distinct product lines of each client's purchases (products missing from

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use prost::Message;
 use sqlx::PgPool;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Scores per Redis pipeline, and owed purges settled per round.
@@ -25,6 +26,14 @@ const PIPELINES_IN_FLIGHT: usize = 4;
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a replica looks for owed purges.
 pub const SETTLE_EVERY: Duration = Duration::from_secs(1);
+
+/// A client's cached record as stored, and the score it holds; `None`
+/// when it does not decode (written by a newer or broken build).
+#[derive(Debug)]
+pub struct Cached {
+    pub record: Vec<u8>,
+    pub score: Option<ClientScore>,
+}
 
 /// The score cache of one replica; cheap to clone.
 #[derive(Debug, Clone)]
@@ -48,11 +57,26 @@ impl ScoreCache {
         format!("client_score:{client_id}")
     }
 
-    /// The cached scores of `ids`, in order; `None` for a miss.
-    pub async fn get_many(&self, ids: &[String]) -> Vec<Option<ClientScore>> {
+    /// What the cache holds for `ids`, in order; `None` for a miss.
+    pub async fn get_many(&self, ids: &[String]) -> Vec<Option<Cached>> {
         let keys: Vec<String> = ids.iter().map(|id| Self::key(id)).collect();
         let cached = self.cache.get_many(&keys).await;
-        cached.into_iter().map(|bytes| bytes.and_then(|b| ClientScore::decode(b.as_slice()).ok())).collect()
+        let read = |record: Vec<u8>| Cached { score: ClientScore::decode(record.as_slice()).ok(), record };
+        cached.into_iter().map(|bytes| bytes.map(read)).collect()
+    }
+
+    /// Replaces cached records that will never be served (a dead run's
+    /// scores, records that do not decode) by the scores just read from
+    /// Postgres, where the key still holds the record seen: a fill would
+    /// never replace them, and every read of those clients would go to
+    /// Postgres until they expire. `seen` is (client id, record).
+    pub async fn replace_unservable(&self, seen: Vec<(String, Vec<u8>)>, stored: &[ClientScore]) {
+        let by_client: HashMap<&str, &ClientScore> = stored.iter().map(|s| (s.client_id.as_str(), s)).collect();
+        let entries: Vec<(String, Vec<u8>, Vec<u8>)> = seen
+            .into_iter()
+            .filter_map(|(id, record)| Some((Self::key(&id), record, by_client.get(id.as_str())?.encode_to_vec())))
+            .collect();
+        self.cache.replace_seen(&entries, self.ttl).await;
     }
 
     /// Caches scores just read from Postgres after a miss. A key already

@@ -1,5 +1,6 @@
 //! The scoring service over real gRPC, Postgres and Redis: a small network
 //! whose classes are computed by hand below.
+use branchscore_clients::latest_run::REREAD_AFTER;
 use branchscore_clients::recompute::RunLock;
 use branchscore_platform::Role;
 use branchscore_proto::clients::v1::clients_service_client::ClientsServiceClient;
@@ -363,6 +364,7 @@ async fn cached_scores_of_runs_not_finished_are_not_served() {
         .expect("redis");
 
     // A run on another replica has cached C-WAW-1's new score and is still writing.
+    let run_lock = RunLock::acquire(&pool).await.expect("the lock of a run writing");
     let writing: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
         "INSERT INTO recompute_runs (as_of, settings_version, requested_by) VALUES ('2026-11-23', 0, 'elsewhere')
          RETURNING started_at",
@@ -383,10 +385,29 @@ async fn cached_scores_of_runs_not_finished_are_not_served() {
         .query_async(&mut redis)
         .await
         .expect("SET");
-    assert_eq!(score(&mut h, "C-WAW-1").await.score, truth.score, "a run still writing");
+    // Over twice the time a replica takes to learn of a run, reads serve
+    // the truth and leave the running run's score in the cache.
+    let watched_until = tokio::time::Instant::now() + 2 * REREAD_AFTER;
+    while tokio::time::Instant::now() < watched_until {
+        assert_eq!(score(&mut h, "C-WAW-1").await.score, truth.score, "a run still writing");
+        assert_eq!(cached(&h, "C-WAW-1").await, Some(uncommitted.clone()), "a running run's score stays cached");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
-    // That run dies. The next one finds C-WAW-1 unchanged, but caches every
-    // score over the dead run's, and its own are served from the cache.
+    // That run dies with its process: its connection, and so the lock, goes.
+    // Within a second reads know, and a read replaces the dead run's score
+    // in the cache by the truth (a fill would not: the key is taken).
+    drop(run_lock);
+    let replaced = eventually(Duration::from_secs(10), async || {
+        assert_eq!(score(&mut h, "C-WAW-1").await.score, truth.score, "a run that died");
+        cached(&h, "C-WAW-1").await.filter(|cached| *cached != uncommitted)
+    })
+    .await
+    .expect("the dead run's score replaced in the cache");
+    assert_eq!((replaced.score, replaced.compute_time), (truth.score, truth.compute_time));
+
+    // The next run finds C-WAW-1 unchanged, but caches every score (over
+    // any the dead run left), and its own are served from the cache.
     let next_run = recompute(&mut scoring, &admin, as_of()).await.expect("the next run");
     let summary = next_run.last().and_then(|m| m.summary).expect("summary");
     assert_eq!(summary.scores_rewritten, 0, "nothing changed");

@@ -66,6 +66,17 @@ impl Cache {
         self.store(entries, ttl, true).await;
     }
 
+    /// Stores each `(key, seen, value)`'s value only where the key still
+    /// holds exactly `seen`: for replacing a value the caller read and knows
+    /// will never be served (so a fill would never replace it), without
+    /// overwriting a value stored since. Failures are logged.
+    pub async fn replace_seen(&self, entries: &[(String, Vec<u8>, Vec<u8>)], ttl: Duration) {
+        match self {
+            Cache::Redis(redis) => redis.replace_seen(entries, ttl).await,
+            Cache::InProcess(local) => local.replace_seen(entries, ttl),
+        }
+    }
+
     async fn store(&self, entries: &[(String, impl AsRef<[u8]>)], ttl: Duration, only_absent: bool) -> bool {
         match self {
             Cache::Redis(redis) => redis.set_many(entries, ttl, only_absent).await,
@@ -250,7 +261,12 @@ impl RedisCache {
 
     /// EVAL rather than EVALSHA: Redis caches the compiled script either way,
     /// and EVAL needs no reload after a Redis restart.
-    async fn eval<T: redis::FromRedisValue>(&self, script: &str, keys: &[String], args: &[String]) -> Option<T> {
+    async fn eval<T: redis::FromRedisValue, A: redis::ToRedisArgs>(
+        &self,
+        script: &str,
+        keys: &[String],
+        args: &[A],
+    ) -> Option<T> {
         let mut pipeline = redis::pipe();
         let command = pipeline.cmd("EVAL").arg(script).arg(keys.len());
         for key in keys {
@@ -260,6 +276,22 @@ impl RedisCache {
             command.arg(arg);
         }
         self.run::<(T,)>("EVAL", pipeline).await.map(|(value,)| value)
+    }
+
+    async fn replace_seen(&self, entries: &[(String, Vec<u8>, Vec<u8>)], ttl: Duration) {
+        if entries.is_empty() {
+            return;
+        }
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let keys: Vec<String> = entries.iter().map(|(key, _, _)| key.clone()).collect();
+        let mut args: Vec<&[u8]> = Vec::with_capacity(1 + 2 * entries.len());
+        let millis = millis.to_string();
+        args.push(millis.as_bytes());
+        for (_, seen, value) in entries {
+            args.push(seen);
+            args.push(value);
+        }
+        self.eval::<i64, _>(REPLACE_SEEN, &keys, &args).await;
     }
 
     async fn append_to_stream(&self, stream: &str, entries: &[Vec<(&str, String)>]) -> bool {
@@ -290,6 +322,19 @@ impl RedisCache {
         self.run::<()>("DEL", pipeline).await.is_some()
     }
 }
+
+/// `replace_seen` in one step: KEYS are the keys, ARGV the expiry in
+/// milliseconds and then each key's seen value and new value.
+const REPLACE_SEEN: &str = r"
+local replaced = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[2 * i] then
+    redis.call('SET', key, ARGV[2 * i + 1], 'PX', ARGV[1])
+    replaced = replaced + 1
+  end
+end
+return replaced
+";
 
 /// Prefixed key -> (value, expiry).
 type Entries = HashMap<String, (Vec<u8>, Instant)>;
@@ -337,6 +382,19 @@ impl InProcessCache {
         }
     }
 
+    fn replace_seen(&self, new_entries: &[(String, Vec<u8>, Vec<u8>)], ttl: Duration) {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        for (key, seen, value) in new_entries {
+            if let Some(entry) = entries.get_mut(&format!("{}{key}", self.prefix))
+                && entry.1 > now
+                && entry.0 == *seen
+            {
+                *entry = (value.clone(), now + ttl);
+            }
+        }
+    }
+
     fn delete(&self, keys: &[String]) {
         let mut entries = self.lock();
         for key in keys {
@@ -368,6 +426,18 @@ mod tests {
         cache.fill_many(&[("new".into(), b"1".to_vec()), ("absent".into(), b"1".to_vec())], ttl).await;
         let values = cache.get_many(&["new".into(), "absent".into()]).await;
         assert_eq!(values, vec![Some(b"2".to_vec()), Some(b"1".to_vec())]);
+    }
+
+    #[tokio::test]
+    async fn a_value_is_replaced_only_where_its_key_still_holds_what_was_seen() {
+        let cache = Cache::InProcess(InProcessCache::new("t:"));
+        let ttl = Duration::from_secs(60);
+        let stored = [("seen".into(), b"old".to_vec()), ("changed".into(), b"newer".to_vec())];
+        assert!(cache.set_many(&stored, ttl).await);
+        let replacing = |key: &str| (key.to_owned(), b"old".to_vec(), b"truth".to_vec());
+        cache.replace_seen(&[replacing("seen"), replacing("changed"), replacing("absent")], ttl).await;
+        let values = cache.get_many(&["seen".into(), "changed".into(), "absent".into()]).await;
+        assert_eq!(values, vec![Some(b"truth".to_vec()), Some(b"newer".to_vec()), None]);
     }
 
     #[tokio::test]
