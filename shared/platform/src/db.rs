@@ -125,15 +125,17 @@ mod tests {
 
     /// The server the tests create their databases on (see branchscore-testkit).
     async fn server() -> PgPool {
-        let url = std::env::var("BRANCHSCORE_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        PgPool::connect(&url).await.expect("the test Postgres")
+        PgPool::connect(&server_url()).await.expect("the test Postgres")
+    }
+
+    fn server_url() -> String {
+        std::env::var("BRANCHSCORE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
     }
 
     #[tokio::test]
     async fn replicas_starting_together_all_find_the_database_they_create() {
-        let url = std::env::var("BRANCHSCORE_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let url = server_url();
         let name = format!("bs_platform_create_{}", std::process::id());
         let config = DatabaseConfig {
             url: format!("{}/{name}", url.rsplit_once('/').expect("a database url").0),
