@@ -6,6 +6,7 @@ use std::time::Duration;
 pub mod cores;
 pub mod cpu;
 pub mod network;
+pub mod open_loop;
 
 /// Rows per second, as printed in the benchmark tables.
 pub fn rate(rows: u64, elapsed: Duration) -> f64 {

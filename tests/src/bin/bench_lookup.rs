@@ -32,8 +32,10 @@
 //! happened to the earlier ones, and its latency runs from that due time
 //! (so a stalled server or a late generator shows up in the figures instead
 //! of slowing the load down). Requests go round-robin over a few HTTP/2
-//! connections. The generator runs on its own thread and the client side on
-//! its own tokio runtime; the service has the process's other runtime.
+//! connections. The generator (`branchscore_tests::open_loop`) runs on a
+//! thread of its own, paced by a timer with nanosecond resolution, and
+//! sends pre-encoded requests straight onto HTTP/2: it costs the shared
+//! cores as little as it can. The service has the process's runtime.
 //! The maximum sustainable rate is the highest offered rate at which at
 //! least 95% of it is achieved, p99 stays within `--max-p99-ms` and at most
 //! 0.1% of the calls fail: the rate grows by `--step-factor` until a level
@@ -49,25 +51,23 @@ use branchscore_proto::clients::v1::*;
 use branchscore_proto::common::v1::{AbcClass, Date, LifecycleStatus, Money, XyzClass};
 use branchscore_testkit::TestEnv;
 use branchscore_tests::cpu::{CpuPerCall, CpuTimes};
+use branchscore_tests::open_loop::{Call, Check, Generator, Load, histogram, micros};
 use branchscore_tests::{cores, load_average, machine};
 use chrono::NaiveDate;
 use clap::Parser;
 use hdrhistogram::Histogram;
+use http::HeaderValue;
 use prost::Message;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
-use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::Channel;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus};
 
 #[derive(Debug, Parser)]
 struct Options {
@@ -95,12 +95,9 @@ struct Options {
     /// A level fails when its p99 exceeds this (milliseconds).
     #[arg(long, default_value_t = 10.0)]
     max_p99_ms: f64,
-    /// HTTP/2 connections (tonic channels) the load is spread over.
+    /// HTTP/2 connections the load is spread over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
-    /// Worker threads of the load generator's client runtime.
-    #[arg(long, default_value_t = 2)]
-    load_threads: usize,
     /// Requests redis-benchmark sends.
     #[arg(long, default_value_t = 100_000)]
     redis_requests: u64,
@@ -133,9 +130,23 @@ const REDIS_BENCHMARK_KEY: &str = "key:__rand_int__";
 const WAKEUP_PERIOD: Duration = Duration::from_micros(200);
 const WAKEUP_SECONDS: f64 = 3.0;
 
-type CallFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
-/// Makes the future of request `n` of a level.
-type Call = Box<dyn Fn(usize) -> CallFuture>;
+const SCORE_PATH: &str = "/branchscore.clients.v1.ClientsService/GetClientScore";
+const ECHO_PATH: &str = "/grpc.health.v1.Health/Check";
+
+/// The one field the generator checks of a GetClientScoreResponse, the
+/// score's client id; the rest of the answer is skipped unparsed, so that
+/// the generator's CPU goes to sending, not to decoding what it ignores.
+#[derive(Clone, PartialEq, prost::Message)]
+struct AnsweredScore {
+    #[prost(message, optional, tag = "1")]
+    score: Option<AnsweredClient>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct AnsweredClient {
+    #[prost(string, tag = "1")]
+    client_id: String,
+}
 
 /// What one level of load produced. Latencies in microseconds.
 struct Level {
@@ -197,53 +208,6 @@ impl Level {
     }
 }
 
-fn micros(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX).max(1)
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds")
-}
-
-/// Sends `rate x seconds` requests open-loop from this (blocking) thread and
-/// waits for every answer. `call(n)` makes request n; it runs on `runtime`.
-fn run_level(runtime: &Runtime, rate: f64, seconds: f64, call: &Call) -> Level {
-    let requests = ((rate * seconds).round() as usize).max(1);
-    let mut lag = histogram();
-    let mut handles = Vec::with_capacity(requests);
-    let start = Instant::now() + Duration::from_millis(5);
-    for n in 0..requests {
-        let due = start + Duration::from_secs_f64(n as f64 / rate);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        lag.saturating_record(micros(Instant::now().saturating_duration_since(due)));
-        let future = call(n);
-        handles.push(runtime.spawn(async move {
-            let outcome = tokio::time::timeout(CALL_TIMEOUT, future).await.unwrap_or_else(|_| Err("timeout".into()));
-            (due, Instant::now(), outcome)
-        }));
-    }
-    let mut latency = histogram();
-    let mut errors = BTreeMap::new();
-    let mut ok = 0;
-    let mut last = start;
-    for joined in runtime.block_on(futures::future::join_all(handles)) {
-        let (due, done, outcome) = joined.unwrap_or_else(|err| (start, start, Err(format!("task: {err}"))));
-        last = last.max(done);
-        match outcome {
-            Ok(()) => {
-                ok += 1;
-                latency.saturating_record(micros(done.saturating_duration_since(due)));
-            }
-            Err(code) => *errors.entry(code).or_insert(0) += 1,
-        }
-    }
-    let achieved = ok as f64 / last.saturating_duration_since(start).as_secs_f64().max(f64::EPSILON);
-    Level { offered: rate, sent: requests, errors, achieved, latency, lag, redis: None, cpu: CpuPerCall::default() }
-}
-
 fn describe(label: &str, level: &Level, max_p99_ms: f64) {
     let verdict = level.shortfall(max_p99_ms).map_or_else(|| "sustained".to_owned(), |why| format!("FAILS: {why}"));
     eprintln!(
@@ -294,13 +258,17 @@ impl Path {
 /// Everything a level needs: the runtimes, the connections, the clients.
 struct Bench {
     options: Options,
+    /// The setup's runtime (loading, priming and clearing the cache).
     load: Runtime,
-    scores: Vec<ClientsServiceClient<Channel>>,
-    via_gateway: Vec<ClientsServiceClient<Channel>>,
-    echo: Vec<HealthClient<Channel>>,
+    generator: Generator,
+    /// For the batch reads that prime the cache.
+    scores: ClientsServiceClient<Channel>,
+    service_addr: SocketAddr,
+    gateway_addr: SocketAddr,
+    echo_addr: SocketAddr,
     ids: Arc<Vec<String>>,
     /// The branch-staff authorization header of each client's branch.
-    auth: Arc<Vec<AsciiMetadataValue>>,
+    auth: Vec<HeaderValue>,
     redis: redis::aio::MultiplexedConnection,
     key_prefix: String,
     /// A head-office token, for the batch reads that prime the cache.
@@ -327,11 +295,22 @@ impl Bench {
                 order
             }
         };
-        let call = self.call(path, plan);
+        let (addr, calls, check) = self.calls(path, &plan);
+        let load = Load { addr, connections: self.options.connections, rate, straggler_timeout: CALL_TIMEOUT };
         let before = self.keyspace()?;
         let cpu_before = CpuTimes::now();
-        let mut level = run_level(&self.load, rate, seconds, &call);
-        level.cpu = CpuTimes::now().per_call_since(&cpu_before, level.sent);
+        let outcome = self.generator.run(load, calls, check)?;
+        let cpu = CpuTimes::now().per_call_since(&cpu_before, outcome.sent);
+        let mut level = Level {
+            offered: rate,
+            sent: outcome.sent,
+            errors: outcome.errors,
+            achieved: outcome.achieved,
+            latency: outcome.latency,
+            lag: outcome.lag,
+            redis: None,
+            cpu,
+        };
         let after = self.keyspace()?;
         level.redis = Some((after.0.saturating_sub(before.0), after.1.saturating_sub(before.1)));
         describe(path.label(), &level, self.options.max_p99_ms);
@@ -340,43 +319,39 @@ impl Bench {
         Ok(level)
     }
 
-    fn call(&self, path: Path, plan: Vec<u32>) -> Call {
-        let connections = self.options.connections;
+    /// Where a level of `path` goes, its calls in order, and how to check an answer.
+    fn calls(&self, path: Path, plan: &[u32]) -> (SocketAddr, Vec<Call>, Arc<Check>) {
         match path {
             Path::Hit | Path::Miss | Path::Gateway => {
-                let clients = if path == Path::Gateway { self.via_gateway.clone() } else { self.scores.clone() };
-                let (ids, auth) = (self.ids.clone(), self.auth.clone());
-                Box::new(move |n| {
-                    let index = plan[n] as usize;
-                    let id = ids[index].clone();
-                    let mut request = tonic::Request::new(GetClientScoreRequest { client_id: id.clone() });
-                    request.metadata_mut().insert("authorization", auth[index].clone());
-                    let mut client = clients[n % connections].clone();
-                    Box::pin(async move {
-                        let reply = client.get_client_score(request).await.map_err(|s| format!("{:?}", s.code()))?;
-                        match reply.into_inner().score {
-                            Some(score) if score.client_id == id => Ok(()),
-                            _ => Err("wrong score".into()),
-                        }
+                let addr = if path == Path::Gateway { self.gateway_addr } else { self.service_addr };
+                let calls = plan
+                    .iter()
+                    .map(|&index| {
+                        let client_id = self.ids[index as usize].clone();
+                        Call::new(SCORE_PATH, &GetClientScoreRequest { client_id })
+                            .with_metadata("authorization", self.auth[index as usize].clone())
                     })
-                })
+                    .collect();
+                let (ids, plan) = (self.ids.clone(), plan.to_vec());
+                let check = move |n: usize, message: &[u8]| {
+                    let answer = AnsweredScore::decode(message).map_err(|err| format!("decode: {err}"))?;
+                    match answer.score {
+                        Some(score) if score.client_id == ids[plan[n] as usize] => Ok(()),
+                        _ => Err("wrong score".to_owned()),
+                    }
+                };
+                (addr, calls, Arc::new(check))
             }
             Path::Echo => {
-                let clients = self.echo.clone();
-                Box::new(move |n| {
-                    let mut client = clients[n % connections].clone();
-                    Box::pin(async move {
-                        let reply = client
-                            .check(HealthCheckRequest { service: String::new() })
-                            .await
-                            .map_err(|s| format!("{:?}", s.code()))?;
-                        if reply.into_inner().status() == ServingStatus::Serving {
-                            Ok(())
-                        } else {
-                            Err("not serving".into())
-                        }
-                    })
-                })
+                let calls = plan.iter().map(|_| Call::new(ECHO_PATH, &HealthCheckRequest { service: String::new() }));
+                let check = |_: usize, message: &[u8]| {
+                    let reply = HealthCheckResponse::decode(message).map_err(|err| format!("decode: {err}"))?;
+                    match reply.status() {
+                        ServingStatus::Serving => Ok(()),
+                        _ => Err("not serving".to_owned()),
+                    }
+                };
+                (self.echo_addr, calls.collect(), Arc::new(check))
             }
         }
     }
@@ -403,7 +378,7 @@ impl Bench {
     /// reads): a hit path must meet a warm cache, whatever the miss path
     /// removed before it.
     fn prime_cache(&mut self) -> anyhow::Result<()> {
-        let (mut clients, ids, analyst) = (self.scores[0].clone(), self.ids.clone(), self.analyst.clone());
+        let (mut clients, ids, analyst) = (self.scores.clone(), self.ids.clone(), self.analyst.clone());
         self.load.block_on(async move {
             for chunk in ids.chunks(1000) {
                 let reply = clients
@@ -699,11 +674,10 @@ async fn start_echo() -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let (_reporter, health) = tonic_health::server::health_reporter();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(health)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    // Without delay on its sockets, as the platform's servers: Nagle's
+    // algorithm would hold an answer's trailers back for the client's ACK.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(incoming));
     Ok(addr)
 }
 
@@ -786,13 +760,10 @@ fn main() -> anyhow::Result<()> {
     if let Some((_, rest)) = &pinning {
         cores::pin(None, rest)?;
     }
-    // The service's runtime (the process's cores) and the load generator's own one.
+    // The service's runtime (the process's cores) and the setup's small one.
     let service = tokio::runtime::Builder::new_multi_thread().thread_name("service").enable_all().build()?;
-    let load = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(options.load_threads)
-        .thread_name("load")
-        .enable_all()
-        .build()?;
+    let load =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("load").enable_all().build()?;
     let env = TestEnv::new();
     let config = branchscore_clients::Config {
         server: env.server(),
@@ -841,35 +812,30 @@ fn main() -> anyhow::Result<()> {
     let (clients, record_bytes) = load.block_on(seed(&env, running.addr, options.clients))?;
     eprintln!("  loaded in {:.1} s; mean score record {record_bytes} bytes", started.elapsed().as_secs_f64());
 
-    let mut tokens: BTreeMap<String, AsciiMetadataValue> = BTreeMap::new();
+    let mut tokens: BTreeMap<String, HeaderValue> = BTreeMap::new();
     for client in &clients {
         if !tokens.contains_key(&client.branch_id) {
             let token = env.token(Role::BranchStaff, &[&client.branch_id]);
-            tokens.insert(client.branch_id.clone(), MetadataValue::try_from(format!("Bearer {token}"))?);
+            tokens.insert(client.branch_id.clone(), HeaderValue::try_from(format!("Bearer {token}"))?);
         }
     }
-    let auth: Vec<AsciiMetadataValue> = clients.iter().map(|c| tokens[&c.branch_id].clone()).collect();
-    let (scores, via_gateway, echo, redis) = load.block_on(async {
-        let mut scores = Vec::new();
-        let mut via_gateway = Vec::new();
-        let mut echo = Vec::new();
-        for _ in 0..options.connections {
-            scores.push(ClientsServiceClient::new(branchscore_testkit::channel(running.addr).await));
-            via_gateway.push(ClientsServiceClient::new(branchscore_testkit::channel(gateway_addr).await));
-            echo.push(HealthClient::new(branchscore_testkit::channel(echo_addr).await));
-        }
+    let auth: Vec<HeaderValue> = clients.iter().map(|c| tokens[&c.branch_id].clone()).collect();
+    let (scores, redis) = load.block_on(async {
+        let scores = ClientsServiceClient::new(branchscore_testkit::channel(running.addr).await);
         let redis = redis::Client::open(env.platform.redis.url.as_str())?.get_multiplexed_async_connection().await?;
-        anyhow::Ok((scores, via_gateway, echo, redis))
+        anyhow::Ok((scores, redis))
     })?;
     let mut bench = Bench {
         key_prefix: env.platform.redis.key_prefix.clone(),
         ids: Arc::new(clients.iter().map(|c| c.id.clone()).collect()),
-        auth: Arc::new(auth),
+        auth,
         options,
         load,
+        generator: Generator::start()?,
         scores,
-        via_gateway,
-        echo,
+        service_addr: running.addr,
+        gateway_addr,
+        echo_addr,
         redis,
         analyst: env.token(Role::HqAnalyst, &[]),
         seed: 0,
@@ -969,13 +935,12 @@ fn report(options: &Options, machine: &str, figures: &Figures) {
     );
     println!();
     println!(
-        "CPU time per call at the fixed rate (us; the load generator is its `load` runtime and the main thread, \
-         which sends; the gateway shares the service's runtime unless `--gateway-core`):"
+        "CPU time per call at the fixed rate (us; the load generator is its `loadgen` thread; the gateway shares \
+         the service's runtime unless `--gateway-core`):"
     );
     println!();
     println!("| path | service | gateway | load generator | Redis | Postgres | machine busy |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    let main_thread = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
     for (path, level) in fixed {
         let cpu = &level.cpu;
         println!(
@@ -983,7 +948,7 @@ fn report(options: &Options, machine: &str, figures: &Figures) {
             path.name(),
             cpu.of("service"),
             cpu.of("gateway"),
-            cpu.of("load") + cpu.of(main_thread.trim()),
+            cpu.of("loadgen"),
             cpu.of("redis-server"),
             cpu.of("postgres"),
             cpu.machine_busy * 100.0
@@ -1056,5 +1021,22 @@ fn report(options: &Options, machine: &str, figures: &Figures) {
             ratio * 100.0,
             met(ratio >= MAX_RATE_GOAL)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checked_field_is_the_scores_client_id() {
+        let answer = GetClientScoreResponse {
+            score: Some(ClientScore { client_id: "c-42".into(), branch_id: "b-7".into(), ..ClientScore::default() }),
+        };
+        let answered = AnsweredScore::decode(answer.encode_to_vec().as_slice()).expect("decodes");
+        assert_eq!(answered.score.map(|score| score.client_id), Some("c-42".to_owned()));
+        let none =
+            AnsweredScore::decode(GetClientScoreResponse::default().encode_to_vec().as_slice()).expect("decodes");
+        assert_eq!(none.score, None);
     }
 }
