@@ -118,7 +118,7 @@ fn parse_stat(stat: &str) -> Option<(String, u64)> {
 fn machine_ticks() -> u64 {
     static FIRST: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let elapsed = FIRST.get_or_init(std::time::Instant::now).elapsed().as_secs_f64();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = crate::cores_online();
     (elapsed * clock_ticks_per_second() * cores as f64) as u64
 }
 

@@ -13,9 +13,18 @@ pub fn rate(rows: u64, elapsed: Duration) -> f64 {
     rows as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
 }
 
+/// The machine's cores, whatever this thread is pinned to
+/// (`available_parallelism` counts only the cores a thread may run on).
+pub fn cores_online() -> usize {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN) {
+        Ok(Some(cores)) if cores > 0 => cores as usize,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
 /// A short description of the machine the figures come from.
 pub fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cores = cores_online();
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|info| info.lines().next().map(|line| line.split_whitespace().nth(1).unwrap_or("?").to_owned()))

@@ -66,6 +66,9 @@ pub struct Outcome {
     /// Answered calls per second, from the first due time to the last answer.
     pub achieved: f64,
     pub latency: Histogram<u64>,
+    /// When the slowest answered call was due, from the first due time: a
+    /// stall at the start (connections, pools warming up) or in the middle.
+    pub slowest_due: Duration,
     /// How late the generator sent (already part of `latency`).
     pub lag: Histogram<u64>,
 }
@@ -136,6 +139,8 @@ struct Tally {
     answered: usize,
     errors: BTreeMap<String, u64>,
     latency: Histogram<u64>,
+    /// (latency, due) of the slowest answered call.
+    slowest: (Duration, Instant),
     last: Instant,
 }
 
@@ -169,8 +174,14 @@ async fn drive(load: Load, calls: Vec<Call>, check: Arc<Check>) -> anyhow::Resul
     // Taken before the timer is set, so that no call looks earlier than it was.
     let start = Instant::now() + PACER_DELAY;
     let timer = pacer(interval)?;
-    let tally =
-        Rc::new(RefCell::new(Tally { ok: 0, answered: 0, errors: BTreeMap::new(), latency: histogram(), last: start }));
+    let tally = Rc::new(RefCell::new(Tally {
+        ok: 0,
+        answered: 0,
+        errors: BTreeMap::new(),
+        latency: histogram(),
+        slowest: (Duration::ZERO, start),
+        last: start,
+    }));
     let mut lag = histogram();
     let mut calls = calls.into_iter().enumerate();
     let mut due_so_far = 0;
@@ -200,7 +211,11 @@ async fn drive(load: Load, calls: Vec<Call>, check: Arc<Check>) -> anyhow::Resul
                 match outcome {
                     Ok(()) => {
                         tally.ok += 1;
-                        tally.latency.saturating_record(micros(done.saturating_duration_since(due)));
+                        let latency = done.saturating_duration_since(due);
+                        tally.latency.saturating_record(micros(latency));
+                        if latency > tally.slowest.0 {
+                            tally.slowest = (latency, due);
+                        }
                     }
                     Err(code) => *tally.errors.entry(code).or_insert(0) += 1,
                 }
@@ -223,6 +238,7 @@ async fn drive(load: Load, calls: Vec<Call>, check: Arc<Check>) -> anyhow::Resul
         errors: std::mem::take(&mut tally.errors),
         achieved,
         latency: std::mem::replace(&mut tally.latency, histogram()),
+        slowest_due: tally.slowest.1.saturating_duration_since(start),
         lag,
     })
 }

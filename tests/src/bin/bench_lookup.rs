@@ -155,6 +155,8 @@ struct Level {
     errors: BTreeMap<String, u64>,
     achieved: f64,
     latency: Histogram<u64>,
+    /// When the slowest call was due, from the level's start.
+    slowest_due: Duration,
     /// How late the generator sent requests (already part of `latency`).
     lag: Histogram<u64>,
     /// Redis keyspace hits and misses during the level (all clients of the Redis).
@@ -211,7 +213,7 @@ impl Level {
 fn describe(label: &str, level: &Level, max_p99_ms: f64) {
     let verdict = level.shortfall(max_p99_ms).map_or_else(|| "sustained".to_owned(), |why| format!("FAILS: {why}"));
     eprintln!(
-        "  {label:<6} {:>7.0} rps offered, {:>7.0} achieved | p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3} ms | \
+        "  {label:<6} {:>7.0} rps offered, {:>7.0} achieved | p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3} ms (at {:.2} s) | \
          send lag p99 {:.3} ms | redis hits {} | errors {} | {verdict}",
         level.offered,
         level.achieved,
@@ -219,6 +221,7 @@ fn describe(label: &str, level: &Level, max_p99_ms: f64) {
         level.ms(0.99),
         level.ms(0.999),
         level.max_ms(),
+        level.slowest_due.as_secs_f64(),
         level.lag.value_at_quantile(0.99) as f64 / 1000.0,
         level.hit_ratio(),
         level.errors_text(),
@@ -307,6 +310,7 @@ impl Bench {
             errors: outcome.errors,
             achieved: outcome.achieved,
             latency: outcome.latency,
+            slowest_due: outcome.slowest_due,
             lag: outcome.lag,
             redis: None,
             cpu,
@@ -358,26 +362,59 @@ impl Bench {
 
     /// Deletes every score key of the benchmark's clients from Redis.
     fn clear_cache(&mut self) -> anyhow::Result<()> {
-        let keys: Vec<String> = self
-            .ids
-            .iter()
-            .map(|id| format!("{}{}", self.key_prefix, branchscore_clients::score_cache::ScoreCache::key(id)))
-            .collect();
+        let keys = self.score_keys();
         let redis = &mut self.redis;
         self.load.block_on(async {
             for chunk in keys.chunks(1000) {
                 redis::cmd("DEL").arg(chunk).query_async::<u64>(redis).await?;
             }
-            let left: u64 = redis::cmd("EXISTS").arg(&keys[..keys.len().min(1000)]).query_async(redis).await?;
-            anyhow::ensure!(left == 0, "{left} score keys still in Redis");
-            Ok(())
+            Ok::<_, anyhow::Error>(())
+        })?;
+        let left = self.cached_count(&keys)?;
+        anyhow::ensure!(left == 0, "{left} score keys still in Redis");
+        Ok(())
+    }
+
+    /// The Redis key of every benchmark client's score.
+    fn score_keys(&self) -> Vec<String> {
+        self.ids
+            .iter()
+            .map(|id| format!("{}{}", self.key_prefix, branchscore_clients::score_cache::ScoreCache::key(id)))
+            .collect()
+    }
+
+    /// How many of `keys` Redis holds.
+    fn cached_count(&mut self, keys: &[String]) -> anyhow::Result<u64> {
+        let redis = &mut self.redis;
+        self.load.block_on(async {
+            let mut held = 0;
+            for chunk in keys.chunks(1000) {
+                held += redis::cmd("EXISTS").arg(chunk).query_async::<u64>(redis).await?;
+            }
+            Ok(held)
         })
     }
 
     /// Fills Redis with every client's score (a batch read caches what it
     /// reads): a hit path must meet a warm cache, whatever the miss path
-    /// removed before it.
+    /// removed before it. A read's fill is best effort (a pipeline slower
+    /// than the command timeout is dropped, as it should be at a counter),
+    /// so the batch reads repeat until Redis holds every key.
     fn prime_cache(&mut self) -> anyhow::Result<()> {
+        const ROUNDS: usize = 5;
+        let keys = self.score_keys();
+        for round in 1..=ROUNDS {
+            self.read_every_score()?;
+            let held = self.cached_count(&keys)?;
+            if held == keys.len() as u64 {
+                return Ok(());
+            }
+            eprintln!("  cache primed: {held} of {} scores after {round} round(s); again", keys.len());
+        }
+        anyhow::bail!("Redis did not take every score in {ROUNDS} rounds of batch reads")
+    }
+
+    fn read_every_score(&mut self) -> anyhow::Result<()> {
         let (mut clients, ids, analyst) = (self.scores.clone(), self.ids.clone(), self.analyst.clone());
         self.load.block_on(async move {
             for chunk in ids.chunks(1000) {
@@ -850,8 +887,10 @@ fn main() -> anyhow::Result<()> {
         if matches!(path, Path::Hit | Path::Gateway) {
             bench.prime_cache()?;
         }
+        // The warm-up runs at the fixed rate, so that connections and the
+        // database pool have grown to what that rate needs before it is measured.
         eprintln!("{}: warm-up, then {rate} rps for {seconds} s", path.name());
-        bench.level(path, bench.options.start_rate, 1.0)?;
+        bench.level(path, rate, 1.0)?;
         fixed.push((path, bench.level(path, rate, seconds)?));
         if !bench.options.no_search {
             searches.push((path, bench.search(path)?));
