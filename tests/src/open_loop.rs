@@ -144,6 +144,16 @@ struct Tally {
     last: Instant,
 }
 
+impl Tally {
+    /// Counts an answer; the last one of the level wakes `drive`.
+    fn answered(&mut self, sent: usize, all_answered: &tokio::sync::Notify) {
+        self.answered += 1;
+        if self.answered == sent {
+            all_answered.notify_one();
+        }
+    }
+}
+
 async fn drive(load: Load, calls: Vec<Call>, check: Arc<Check>) -> anyhow::Result<Outcome> {
     let mut senders = Vec::with_capacity(load.connections);
     for _ in 0..load.connections {
@@ -182,6 +192,7 @@ async fn drive(load: Load, calls: Vec<Call>, check: Arc<Check>) -> anyhow::Resul
         slowest: (Duration::ZERO, start),
         last: start,
     }));
+    let all_answered = Rc::new(tokio::sync::Notify::new());
     let mut lag = histogram();
     let mut calls = calls.into_iter().enumerate();
     let mut due_so_far = 0;
@@ -201,12 +212,12 @@ async fn drive(load: Load, calls: Vec<Call>, check: Arc<Check>) -> anyhow::Resul
                 headers.insert(name, value);
             }
             let sender = senders[n % senders.len()].clone();
-            let (tally, check) = (tally.clone(), check.clone());
+            let (tally, check, all_answered) = (tally.clone(), check.clone(), all_answered.clone());
             tokio::task::spawn_local(async move {
                 let outcome = exchange(sender, request, call.frame).await.and_then(|message| check(n, &message));
                 let done = Instant::now();
                 let mut tally = tally.borrow_mut();
-                tally.answered += 1;
+                tally.answered(sent, &all_answered);
                 tally.last = tally.last.max(done);
                 match outcome {
                     Ok(()) => {
@@ -222,10 +233,8 @@ async fn drive(load: Load, calls: Vec<Call>, check: Arc<Check>) -> anyhow::Resul
             });
         }
     }
-    let stragglers_until = Instant::now() + load.straggler_timeout;
-    while tally.borrow().answered < sent && Instant::now() < stragglers_until {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    // A permit stored by the last answer makes this return at once.
+    let _ = tokio::time::timeout(load.straggler_timeout, all_answered.notified()).await;
     let mut tally = tally.borrow_mut();
     let unanswered = sent - tally.answered;
     if unanswered > 0 {
