@@ -44,6 +44,20 @@ impl Call {
     }
 }
 
+/// Starts the reference the benchmarks measure against: a bare tonic
+/// server with only the standard health service (no auth, no middleware)
+/// on 127.0.0.1, on the current runtime. Returns its address.
+pub async fn start_trivial_server() -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    // Without delay on its sockets, as the platform's servers: Nagle's
+    // algorithm would hold an answer's trailers back for the client's ACK.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(incoming));
+    Ok(addr)
+}
+
 /// `message` in gRPC's length-prefixed framing (uncompressed).
 pub fn frame(message: &impl prost::Message) -> Bytes {
     let len = message.encoded_len();
@@ -146,7 +160,7 @@ struct Tally {
 
 impl Tally {
     /// Counts an answer; the last one of the level wakes `drive`.
-    fn answered(&mut self, sent: usize, all_answered: &tokio::sync::Notify) {
+    fn count_answer(&mut self, sent: usize, all_answered: &tokio::sync::Notify) {
         self.answered += 1;
         if self.answered == sent {
             all_answered.notify_one();
@@ -217,7 +231,7 @@ async fn drive(load: Load, calls: Vec<Call>, check: Arc<Check>) -> anyhow::Resul
                 let outcome = exchange(sender, request, call.frame).await.and_then(|message| check(n, &message));
                 let done = Instant::now();
                 let mut tally = tally.borrow_mut();
-                tally.answered(sent, &all_answered);
+                tally.count_answer(sent, &all_answered);
                 tally.last = tally.last.max(done);
                 match outcome {
                     Ok(()) => {
@@ -369,14 +383,7 @@ mod tests {
     #[test]
     fn calls_a_real_server_at_the_rate() {
         let server = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
-        let addr = server.block_on(async {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
-            let addr = listener.local_addr().expect("addr");
-            let (_reporter, health) = tonic_health::server::health_reporter();
-            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(incoming));
-            addr
-        });
+        let addr = server.block_on(start_trivial_server()).expect("the trivial server");
         const PATH: &str = "/grpc.health.v1.Health/Check";
         // Call 7 asks for a service the server does not know: NOT_FOUND.
         let calls: Vec<Call> = (0..200)

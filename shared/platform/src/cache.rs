@@ -248,7 +248,7 @@ impl RedisCache {
             return true;
         }
         let mut pipeline = redis::pipe();
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = px(ttl);
         for (key, value) in entries {
             let command = pipeline.cmd("SET").arg(self.key(key)).arg(value.as_ref()).arg("PX").arg(millis);
             if only_absent {
@@ -282,10 +282,9 @@ impl RedisCache {
         if entries.is_empty() {
             return;
         }
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let keys: Vec<String> = entries.iter().map(|(key, _, _)| key.clone()).collect();
         let mut args: Vec<&[u8]> = Vec::with_capacity(1 + 2 * entries.len());
-        let millis = millis.to_string();
+        let millis = px(ttl).to_string();
         args.push(millis.as_bytes());
         for (_, seen, value) in entries {
             args.push(seen);
@@ -321,6 +320,11 @@ impl RedisCache {
         command.ignore();
         self.run::<()>("DEL", pipeline).await.is_some()
     }
+}
+
+/// A TTL as Redis's PX argument: whole milliseconds, at least 1 (PX 0 is refused).
+fn px(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// `replace_seen` in one step: KEYS are the keys, ARGV the expiry in

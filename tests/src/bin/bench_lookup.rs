@@ -51,7 +51,7 @@ use branchscore_proto::clients::v1::*;
 use branchscore_proto::common::v1::{AbcClass, Date, LifecycleStatus, Money, XyzClass};
 use branchscore_testkit::TestEnv;
 use branchscore_tests::cpu::{CpuPerCall, CpuTimes};
-use branchscore_tests::open_loop::{Call, Check, Generator, Load, histogram, micros};
+use branchscore_tests::open_loop::{self, Call, Check, Generator, Load, Outcome, histogram, micros};
 use branchscore_tests::{cores, load_average, machine};
 use chrono::NaiveDate;
 use clap::Parser;
@@ -148,17 +148,10 @@ struct AnsweredClient {
     client_id: String,
 }
 
-/// What one level of load produced. Latencies in microseconds.
+/// What one level of load produced.
 struct Level {
     offered: f64,
-    sent: usize,
-    errors: BTreeMap<String, u64>,
-    achieved: f64,
-    latency: Histogram<u64>,
-    /// When the slowest call was due, from the level's start.
-    slowest_due: Duration,
-    /// How late the generator sent requests (already part of `latency`).
-    lag: Histogram<u64>,
+    outcome: Outcome,
     /// Redis keyspace hits and misses during the level (all clients of the Redis).
     redis: Option<(u64, u64)>,
     /// CPU time per call, by part, over the level.
@@ -167,33 +160,33 @@ struct Level {
 
 impl Level {
     fn errors(&self) -> u64 {
-        self.errors.values().sum()
+        self.outcome.errors.values().sum()
     }
 
     /// "0", or the count and the codes, e.g. "12 (ResourceExhausted 10, timeout 2)".
     fn errors_text(&self) -> String {
-        if self.errors.is_empty() {
+        if self.outcome.errors.is_empty() {
             return "0".into();
         }
-        let codes: Vec<String> = self.errors.iter().map(|(code, n)| format!("{code} {n}")).collect();
+        let codes: Vec<String> = self.outcome.errors.iter().map(|(code, n)| format!("{code} {n}")).collect();
         format!("{} ({})", self.errors(), codes.join(", "))
     }
 
     fn ms(&self, quantile: f64) -> f64 {
-        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+        self.outcome.latency.value_at_quantile(quantile) as f64 / 1000.0
     }
 
     fn max_ms(&self) -> f64 {
-        self.latency.max() as f64 / 1000.0
+        self.outcome.latency.max() as f64 / 1000.0
     }
 
     /// Why the level does not count as sustained; `None` if it does.
     fn shortfall(&self, max_p99_ms: f64) -> Option<String> {
-        if self.achieved < 0.95 * self.offered {
-            Some(format!("achieved {:.0} < 95% of offered", self.achieved))
-        } else if self.errors() * 1000 > self.sent as u64 {
+        if self.outcome.achieved < 0.95 * self.offered {
+            Some(format!("achieved {:.0} < 95% of offered", self.outcome.achieved))
+        } else if self.errors() * 1000 > self.outcome.sent as u64 {
             Some(format!("errors {}", self.errors_text()))
-        } else if self.latency.is_empty() || self.ms(0.99) > max_p99_ms {
+        } else if self.outcome.latency.is_empty() || self.ms(0.99) > max_p99_ms {
             Some(format!("p99 {:.2} ms > {max_p99_ms} ms", self.ms(0.99)))
         } else {
             None
@@ -216,13 +209,13 @@ fn describe(label: &str, level: &Level, max_p99_ms: f64) {
         "  {label:<6} {:>7.0} rps offered, {:>7.0} achieved | p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3} ms (at {:.2} s) | \
          send lag p99 {:.3} ms | redis hits {} | errors {} | {verdict}",
         level.offered,
-        level.achieved,
+        level.outcome.achieved,
         level.ms(0.5),
         level.ms(0.99),
         level.ms(0.999),
         level.max_ms(),
-        level.slowest_due.as_secs_f64(),
-        level.lag.value_at_quantile(0.99) as f64 / 1000.0,
+        level.outcome.slowest_due.as_secs_f64(),
+        level.outcome.lag.value_at_quantile(0.99) as f64 / 1000.0,
         level.hit_ratio(),
         level.errors_text(),
     );
@@ -304,17 +297,7 @@ impl Bench {
         let cpu_before = CpuTimes::now();
         let outcome = self.generator.run(load, calls, check)?;
         let cpu = CpuTimes::now().per_call_since(&cpu_before, outcome.sent);
-        let mut level = Level {
-            offered: rate,
-            sent: outcome.sent,
-            errors: outcome.errors,
-            achieved: outcome.achieved,
-            latency: outcome.latency,
-            slowest_due: outcome.slowest_due,
-            lag: outcome.lag,
-            redis: None,
-            cpu,
-        };
+        let mut level = Level { offered: rate, outcome, redis: None, cpu };
         let after = self.keyspace()?;
         level.redis = Some((after.0.saturating_sub(before.0), after.1.saturating_sub(before.1)));
         describe(path.label(), &level, self.options.max_p99_ms);
@@ -705,19 +688,6 @@ fn pin_redis(url: &str, cores: &[usize]) -> anyhow::Result<PinnedRedis> {
     Ok(PinnedRedis { pid, cores: before })
 }
 
-/// A bare tonic server with only the standard health service: no auth, no
-/// middleware. Returns its address.
-async fn start_echo() -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-    let addr = listener.local_addr()?;
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    // Without delay on its sockets, as the platform's servers: Nagle's
-    // algorithm would hold an answer's trailers back for the client's ACK.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(incoming));
-    Ok(addr)
-}
-
 /// How late a thread that asks to wake every `period` wakes, over
 /// `seconds` on a machine otherwise idle: the floor under every latency
 /// tail measured here (scheduler, timer slack, a virtual machine's stalls).
@@ -815,7 +785,7 @@ fn main() -> anyhow::Result<()> {
     let (running, echo_addr) = service.block_on(async {
         let running = branchscore_clients::run(&config, &env.platform, env.shutdown.clone()).await?;
         branchscore_testkit::wait_serving(running.addr).await;
-        anyhow::Ok((running, start_echo().await?))
+        anyhow::Ok((running, open_loop::start_trivial_server().await?))
     })?;
     // With a core of its own the gateway gets a runtime of its own on it;
     // otherwise it shares the service's, as before.
@@ -950,7 +920,7 @@ fn report(options: &Options, machine: &str, figures: &Figures) {
             "| {} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} |",
             path.name(),
             level.offered,
-            level.achieved,
+            level.outcome.achieved,
             level.ms(0.5),
             level.ms(0.99),
             level.ms(0.999),
@@ -1009,10 +979,9 @@ fn report(options: &Options, machine: &str, figures: &Figures) {
                 (None, Some(cap)) => format!("none up to {cap:.0} (clients ran out)"),
                 (None, None) => "none".to_owned(),
             };
-            let (achieved, p50, p99, max) = search
-                .best
-                .as_ref()
-                .map_or((0.0, 0.0, 0.0, 0.0), |level| (level.achieved, level.ms(0.5), level.ms(0.99), level.max_ms()));
+            let (achieved, p50, p99, max) = search.best.as_ref().map_or((0.0, 0.0, 0.0, 0.0), |level| {
+                (level.outcome.achieved, level.ms(0.5), level.ms(0.99), level.max_ms())
+            });
             println!(
                 "| {} | {:.0} | {achieved:.0} | {p50:.3} | {p99:.3} | {max:.3} | {failing} |",
                 path.name(),
