@@ -11,6 +11,7 @@ pub mod copy;
 pub mod db;
 pub mod deadline;
 pub mod error;
+pub mod io;
 pub mod metrics;
 pub mod server;
 pub mod service;

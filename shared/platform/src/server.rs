@@ -5,8 +5,10 @@
 //! set per generated service from [`ServerConfig::max_message_bytes`].
 //! Reflection advertises exactly the services the server hosts.
 use crate::config::ServerConfig;
+use crate::io::UnvectoredTcp;
 use crate::metrics::RpcObservabilityLayer;
 use crate::shutdown::CancellationToken;
+use futures::TryStreamExt;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
@@ -214,7 +216,11 @@ impl BoundServer {
             .layer(layers)
             // Replies must not wait for delayed ACKs (Nagle): every small
             // response would otherwise stall up to 40 ms.
-            .serve_with_incoming_shutdown(service, TcpIncoming::from(self.listener).with_nodelay(Some(true)), signal)
+            .serve_with_incoming_shutdown(
+                service,
+                TcpIncoming::from(self.listener).with_nodelay(Some(true)).map_ok(UnvectoredTcp),
+                signal,
+            )
             .await?;
         Ok(())
     }
