@@ -6,6 +6,8 @@
 //! ([`Principal::require`]) and by branch ([`Principal::ensure_branch`],
 //! [`Principal::branch_filter`]) so every query is restricted to the caller's
 //! branches.
+mod verified;
+
 use crate::error::{AppError, AppResult};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::Request;
 use tonic::service::Interceptor;
+use verified::VerifiedTokens;
 
 /// Secret used when none is configured: only for local development and tests.
 pub const DEV_HS256_SECRET: &str = "branchscore-dev-secret-do-not-use-in-production";
@@ -206,6 +209,7 @@ pub struct Authenticator {
     /// Any of them may have signed a token (RS256: one per PEM block).
     keys: Arc<[DecodingKey]>,
     validation: Arc<Validation>,
+    verified: Arc<VerifiedTokens>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -231,11 +235,15 @@ impl Authenticator {
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&[&config.audience]);
         validation.leeway = 30;
-        Ok(Authenticator { keys: keys.into(), validation: Arc::new(validation) })
+        Ok(Authenticator { keys: keys.into(), validation: Arc::new(validation), verified: Arc::default() })
     }
 
     /// Verifies a raw token: signed by one of the keys, and valid.
     pub fn verify(&self, token: &str) -> AppResult<Principal> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(principal) = self.verified.get(token, now) {
+            return Ok(principal);
+        }
         let mut outcome = Err(jsonwebtoken::errors::ErrorKind::InvalidSignature.into());
         for key in self.keys.iter() {
             outcome = jsonwebtoken::decode::<Claims>(token, key, &self.validation);
@@ -246,7 +254,10 @@ impl Authenticator {
             }
         }
         let data = outcome.map_err(|err| AppError::unauthenticated(format!("invalid token: {err}")))?;
-        data.claims.into_principal()
+        let valid_until = data.claims.exp.saturating_add(self.validation.leeway);
+        let principal = data.claims.into_principal()?;
+        self.verified.insert(token, principal.clone(), valid_until, now);
+        Ok(principal)
     }
 
     /// Verifies the `authorization: Bearer ...` metadata of a request.
@@ -391,6 +402,24 @@ mod tests {
         assert!(!principal.can_access("KRK"));
         assert!(principal.ensure_branch("KRK").is_err());
         assert_eq!(principal.branch_filter(), Some(vec!["WAW".to_string()]));
+    }
+
+    #[test]
+    fn a_verified_token_vouches_for_itself_only() {
+        let (issuer, auth) = pair();
+        let waw = ["WAW".to_owned()];
+        let token = issuer.mint("anna", Role::BranchStaff, &waw, Duration::from_secs(60)).expect("mint");
+        let principal = auth.verify(&token).expect("valid");
+        assert_eq!(auth.verify(&token).expect("verified before"), principal);
+        // The same claims signed with another secret: its claims were seen, its signature was not.
+        let elsewhere =
+            AuthConfig { hs256_secret: "another-secret-of-at-least-32-bytes".into(), ..AuthConfig::default() };
+        let forged = TokenIssuer::new(&elsewhere).mint("anna", Role::BranchStaff, &waw, Duration::from_secs(60));
+        assert!(auth.verify(&forged.expect("mint")).is_err());
+        let signature = token.rfind('.').expect("three parts") + 10;
+        let mut tampered = token.into_bytes();
+        tampered[signature] = if tampered[signature] == b'A' { b'B' } else { b'A' };
+        assert!(auth.verify(&String::from_utf8(tampered).expect("ascii")).is_err());
     }
 
     #[test]
