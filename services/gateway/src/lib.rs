@@ -18,10 +18,12 @@ pub mod proxy;
 pub mod rate_limit;
 pub mod routing;
 pub mod store;
+pub mod upstream;
 
 use crate::auth::EdgeAuth;
 use crate::edge::{EdgeLayer, Gate};
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
+use crate::upstream::Upstream;
 use branchscore_platform::auth::TokenIssuer;
 use branchscore_platform::config::{DatabaseConfig, ServerConfig, millis};
 use branchscore_platform::server::{HttpService, ServerBuilder};
@@ -136,15 +138,17 @@ pub async fn run(
     config.validate()?;
     let cors = config.cors()?;
     let max_message_bytes = config.server.max_message_bytes;
-    let mut upstreams: HashMap<String, tonic::transport::Channel> = HashMap::new();
+    let mut upstreams: HashMap<String, Upstream> = HashMap::new();
     let mut proxies = Vec::new();
     for route in routing::routes(&platform.peers)? {
         // One connection per service (HTTP/2 multiplexes the calls), however many gRPC services it hosts.
-        let channel = match upstreams.entry(route.url.clone()) {
+        let upstream = match upstreams.entry(route.url.clone()) {
             Entry::Occupied(known) => known.get().clone(),
-            Entry::Vacant(new) => new.insert(proxy::upstream(&route.url, &platform.peers.client)?).clone(),
+            Entry::Vacant(new) => {
+                new.insert(Upstream::new(&route.url, platform.peers.client.connect_timeout_ms)?).clone()
+            }
         };
-        proxies.push((route.service.clone(), proxy::Proxy::new(&route.service, channel, max_message_bytes)));
+        proxies.push((route.service.clone(), proxy::Proxy::new(&route.service, upstream, max_message_bytes)));
     }
     let spec = ServiceSpec { name: "gateway", server: &config.server, database: &config.database, migrator: &MIGRATOR };
     // A signing key the services would refuse stops the start here.

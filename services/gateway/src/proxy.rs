@@ -4,40 +4,28 @@
 //! `authorization`, `x-request-id`, the capped `grpc-timeout`) go along;
 //! the reply, trailers included, comes back untouched.
 use crate::frames;
-use branchscore_platform::AppError;
-use branchscore_platform::client::ClientConfig;
+use crate::upstream::{Failure, Upstream};
 use branchscore_platform::error::ErrorCode;
+use branchscore_platform::{AppError, deadline};
 use futures::future::BoxFuture;
-use http::{Request, Response, Version};
+use http::{Request, Response};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tonic::Status;
 use tonic::body::Body;
-use tonic::transport::{Channel, Endpoint};
-use tower::ServiceExt;
-
-/// A lazily connecting channel to a service for forwarded calls. Unlike a
-/// peer channel it sets no deadline of its own: the caller's `grpc-timeout`,
-/// capped at the edge, is the deadline.
-pub fn upstream(url: &str, config: &ClientConfig) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())?
-        .connect_timeout(config.connect_timeout_ms)
-        .tcp_nodelay(true)
-        .connect_lazy())
-}
 
 /// Forwards every call of one gRPC service to its upstream.
 #[derive(Debug, Clone)]
 pub struct Proxy {
     /// The gRPC service, for the caller's error messages and the logs.
     service: Arc<str>,
-    upstream: Channel,
+    upstream: Upstream,
     max_message_bytes: usize,
 }
 
 impl Proxy {
-    pub fn new(service: &str, upstream: Channel, max_message_bytes: usize) -> Self {
+    pub fn new(service: &str, upstream: Upstream, max_message_bytes: usize) -> Self {
         Proxy { service: service.into(), upstream, max_message_bytes }
     }
 }
@@ -54,34 +42,40 @@ impl tower::Service<Request<Body>> for Proxy {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let (mut head, body) = request.into_parts();
-        // grpc-web arrives over HTTP/1.1; upstream always speaks HTTP/2.
-        head.version = Version::HTTP_2;
+        let (head, body) = request.into_parts();
+        // The caller's deadline, capped at the edge, is the deadline; the
+        // proxy sets none of its own.
+        let deadline = head.headers.get(deadline::GRPC_TIMEOUT).and_then(|value| value.to_str().ok());
+        let deadline = deadline.and_then(deadline::parse_grpc_timeout);
         let limit = self.max_message_bytes;
         let (body, oversized) = frames::limit(body, limit);
-        let forwarded = self.upstream.clone().oneshot(Request::from_parts(head, body));
-        let service = self.service.clone();
+        let (upstream, service) = (self.upstream.clone(), self.service.clone());
         Box::pin(async move {
-            Ok(forwarded.await.unwrap_or_else(|err| {
-                let failure = match oversized.get() {
-                    Some(size) => AppError::new(
+            Ok(upstream.forward(Request::from_parts(head, body), deadline).await.unwrap_or_else(|failure| {
+                let status = match oversized.get() {
+                    Some(size) => Status::from(AppError::new(
                         ErrorCode::ResourceExhausted,
                         format!("a message of {size} bytes is above the gateway's limit of {limit} bytes"),
-                    ),
-                    None => failed(&service, &err),
+                    )),
+                    None => failed(&service, failure),
                 };
-                Status::from(failure).into_http()
+                status.into_http()
             }))
         })
     }
 }
 
 /// Why forwarding failed, as the caller can act on it.
-fn failed(service: &str, err: &tonic::transport::Error) -> AppError {
-    let mut causes = std::iter::successors(Some(err as &dyn std::error::Error), |cause| cause.source());
-    if causes.any(|cause| cause.is::<tonic::TimeoutExpired>()) {
-        return AppError::new(ErrorCode::DeadlineExceeded, format!("{service} did not answer within the deadline"));
+fn failed(service: &str, failure: Failure) -> Status {
+    match failure {
+        Failure::Deadline => Status::from(AppError::new(
+            ErrorCode::DeadlineExceeded,
+            format!("{service} did not answer within the deadline"),
+        )),
+        Failure::Request => Status::cancelled("the caller's request broke off before it was forwarded"),
+        Failure::Unavailable(why) => {
+            tracing::warn!(%service, error = %why, "forwarding failed");
+            Status::from(AppError::unavailable(format!("{service} is unavailable; retry later")))
+        }
     }
-    tracing::warn!(%service, error = %format!("{err:?}"), "forwarding failed");
-    AppError::unavailable(format!("{service} is unavailable; retry later"))
 }

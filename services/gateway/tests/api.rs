@@ -33,7 +33,7 @@ const BROWSER_ORIGIN: &str = "https://crm.example.com";
 /// A clients service with two branches, and a gateway in front of it.
 struct Harness {
     gateway_env: TestEnv,
-    _clients_env: TestEnv,
+    clients_env: TestEnv,
     clients_addr: SocketAddr,
     addr: SocketAddr,
     channel: Channel,
@@ -83,7 +83,7 @@ impl Harness {
             erp: gateway_env.token(Role::ErpIntegration, &["*"]),
             channel: branchscore_testkit::channel(addr).await,
             gateway_env,
-            _clients_env: clients_env,
+            clients_env,
             clients_addr,
             addr,
         }
@@ -119,8 +119,12 @@ async fn start_gateway(
 
 /// Seeded directly, not through the gateway: the tests are about what passes it.
 async fn start_clients(env: &TestEnv) -> SocketAddr {
-    let config =
-        branchscore_clients::Config { server: env.server(), database: env.database.clone(), ..Default::default() };
+    start_clients_at(env, env.server().listen).await
+}
+
+async fn start_clients_at(env: &TestEnv, listen: SocketAddr) -> SocketAddr {
+    let server = branchscore_platform::config::ServerConfig { listen, ..env.server() };
+    let config = branchscore_clients::Config { server, database: env.database.clone(), ..Default::default() };
     let running = branchscore_clients::run(&config, &env.platform, env.shutdown.clone()).await.expect("clients");
     branchscore_testkit::wait_serving(running.addr).await;
     let admin = env.token(Role::Admin, &[]);
@@ -607,4 +611,60 @@ async fn survey_links_reach_the_feedback_service_without_a_token() {
         .expect_err("staff calls need a token");
     assert_eq!(staff.code(), Code::Unauthenticated);
     assert!(staff.message().contains("Bearer"), "{}", staff.message());
+}
+
+#[tokio::test]
+async fn a_service_that_restarts_is_unavailable_while_down_and_reached_again_once_up() {
+    let mut h = Harness::start().await;
+    let branches = |h: &Harness| {
+        let mut clients = h.clients();
+        let request = authorized(&h.hq, ListBranchesRequest::default());
+        async move { clients.list_branches(request).await.map(|reply| reply.into_inner().branches.len()) }
+    };
+    assert_eq!(branches(&h).await.expect("up"), 2);
+
+    h.clients_env.shutdown.cancel();
+    let mut down = None;
+    for _ in 0..100 {
+        match branches(&h).await {
+            Err(status) => {
+                down = Some(status);
+                break;
+            }
+            // Calls in flight finish before the service stops.
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let down = down.expect("the service stopped");
+    assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+    assert!(down.message().contains("retry later"), "{}", down.message());
+
+    // The same address again, as after a restart: the gateway reconnects on its own.
+    h.clients_env = TestEnv::new();
+    start_clients_at(&h.clients_env, h.clients_addr).await;
+    assert_eq!(branches(&h).await.expect("up again"), 2);
+}
+
+#[tokio::test]
+async fn a_service_that_does_not_answer_is_a_deadline_exceeded_at_the_capped_deadline() {
+    // Accepts connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    let env = TestEnv::new();
+    let cap = |config: &mut Config| config.max_deadline_ms = Duration::from_millis(300);
+    let addr = start_gateway(&env, |peers| peers.clients = format!("http://{silent_addr}"), cap).await;
+    let started = std::time::Instant::now();
+    let refused = ClientsServiceClient::new(branchscore_testkit::channel(addr).await)
+        .list_branches(authorized(&env.token(Role::HqAnalyst, &[]), ListBranchesRequest::default()))
+        .await
+        .expect_err("no answer");
+    assert_eq!(refused.code(), Code::DeadlineExceeded, "{refused:?}");
+    assert!(refused.message().contains("did not answer within the deadline"), "{}", refused.message());
+    assert!(started.elapsed() >= Duration::from_millis(300), "not before the deadline: {:?}", started.elapsed());
 }
