@@ -22,7 +22,7 @@ use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tonic::body::Body;
 
@@ -53,8 +53,17 @@ struct Shared {
     authority: Authority,
     connect_timeout: Duration,
     connection: Mutex<Option<Connection>>,
-    /// Held while connecting, so a broken connection is replaced once, not once per caller.
-    connecting: tokio::sync::Mutex<()>,
+    /// Held while connecting, so a broken connection is replaced once, not
+    /// once per caller; it holds the last failed attempt, so the callers
+    /// queued behind it fail with it rather than each wait for a connect
+    /// timeout of their own.
+    connecting: tokio::sync::Mutex<Option<FailedConnect>>,
+}
+
+#[derive(Debug, Clone)]
+struct FailedConnect {
+    at: Instant,
+    why: String,
 }
 
 #[derive(Debug, Clone)]
@@ -75,9 +84,18 @@ impl Upstream {
         Ok(Upstream { shared: Arc::new(shared) })
     }
 
-    /// Forwards `request`, waiting at most `deadline` for the reply's headers
-    /// (the body and trailers then stream as the service sends them).
+    /// Forwards `request`, waiting at most `deadline` for a connection and
+    /// the reply's headers (the body and trailers then stream as the service
+    /// sends them).
     pub async fn forward(&self, request: Request<Body>, deadline: Option<Duration>) -> Result<Response<Body>, Failure> {
+        let reply = self.exchange(request);
+        match deadline {
+            Some(deadline) => tokio::time::timeout(deadline, reply).await.map_err(|_| Failure::Deadline)?,
+            None => reply.await,
+        }
+    }
+
+    async fn exchange(&self, request: Request<Body>) -> Result<Response<Body>, Failure> {
         let (head, mut body) = request.into_parts();
         let mut request = Request::new(());
         *request.method_mut() = head.method;
@@ -94,11 +112,8 @@ impl Upstream {
         if !ended {
             tokio::spawn(pump(body, stream));
         }
-        let reply = match deadline {
-            Some(deadline) => tokio::time::timeout(deadline, reply).await.map_err(|_| Failure::Deadline)?,
-            None => reply.await,
-        };
         let reply = reply
+            .await
             .map_err(|err| if err.is_reset() && !err.is_remote() { Failure::Request } else { unavailable(err) })?;
         Ok(reply.map(|stream| Body::new(Reply { stream, data_done: false })))
     }
@@ -135,20 +150,28 @@ impl Upstream {
         if let Some(connection) = current().filter(usable) {
             return Ok(connection);
         }
-        let _connecting = self.shared.connecting.lock().await;
+        let asked = Instant::now();
+        let mut last_failure = self.shared.connecting.lock().await;
         let previous = current();
         if let Some(connection) = previous.clone().filter(usable) {
             return Ok(connection);
         }
-        let sender = self.connect().await?;
+        if let Some(failed) = last_failure.as_ref().filter(|failed| failed.at >= asked) {
+            return Err(Failure::Unavailable(failed.why.clone()));
+        }
+        let sender = self.connect().await.map_err(|why| {
+            *last_failure = Some(FailedConnect { at: Instant::now(), why: why.clone() });
+            Failure::Unavailable(why)
+        })?;
         let connection = Connection { sender, generation: previous.map_or(0, |previous| previous.generation + 1) };
         *self.shared.connection.lock().unwrap_or_else(PoisonError::into_inner) = Some(connection.clone());
         Ok(connection)
     }
 
-    async fn connect(&self) -> Result<SendRequest<Bytes>, Failure> {
+    /// A new connection, or why there is none.
+    async fn connect(&self) -> Result<SendRequest<Bytes>, String> {
         let address = self.shared.authority.as_str();
-        let unreachable = |why: String| Failure::Unavailable(format!("cannot connect to {address}: {why}"));
+        let unreachable = |why: String| format!("cannot connect to {address}: {why}");
         let tcp = tokio::time::timeout(self.shared.connect_timeout, TcpStream::connect(address))
             .await
             .map_err(|_| unreachable(format!("no answer within {:?}", self.shared.connect_timeout)))?
@@ -277,5 +300,70 @@ impl HttpBody for Reply {
 
     fn is_end_stream(&self) -> bool {
         self.stream.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listener whose accept queue is full: a new connection never completes.
+    async fn unanswered_listener() -> (std::net::SocketAddr, tokio::net::TcpListener, Vec<TcpStream>) {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+        let listener = socket.listen(0).expect("listen");
+        let address = listener.local_addr().expect("address");
+        let mut queued = Vec::new();
+        // Backlog 0 still queues one; the next connects wait for a SYN-ACK that never comes.
+        while let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(address)).await {
+            queued.push(stream);
+        }
+        (address, listener, queued)
+    }
+
+    #[tokio::test]
+    async fn callers_queued_behind_a_failed_connect_fail_with_it() {
+        let (address, _listener, _queued) = unanswered_listener().await;
+        let upstream = Upstream::new(&format!("http://{address}"), Duration::from_millis(500)).expect("url");
+        let call = || {
+            let upstream = upstream.clone();
+            let request = Request::builder().uri("/branchscore.clients.v1.ClientsService/GetClient");
+            async move { upstream.forward(request.body(Body::empty()).expect("request"), None).await }
+        };
+        let started = std::time::Instant::now();
+        let failures = futures::future::join_all((0..8).map(|_| call())).await;
+        for failure in failures {
+            match failure {
+                Err(Failure::Unavailable(why)) => assert!(why.contains("no answer within 500ms"), "{why}"),
+                other => panic!("expected unavailable: {other:?}"),
+            }
+        }
+        // One connect timeout for all of them, not one each (8 x 500 ms).
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        // A caller arriving later tries again.
+        let again = std::time::Instant::now();
+        assert!(matches!(call().await, Err(Failure::Unavailable(_))));
+        assert!(again.elapsed() >= Duration::from_millis(500), "{:?}", again.elapsed());
+    }
+
+    #[test]
+    fn http1_connection_headers_do_not_cross_into_http2() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("host", "gateway.example.com"),
+            ("te", "trailers"),
+            ("content-type", "application/grpc"),
+        ] {
+            headers.insert(HeaderName::from_static(name), value.parse().expect("value"));
+        }
+        strip_connection_headers(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "te"]);
+        headers.insert(TE, "gzip".parse().expect("value"));
+        strip_connection_headers(&mut headers);
+        assert!(!headers.contains_key(TE), "only te: trailers may cross");
     }
 }
